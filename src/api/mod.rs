@@ -1,0 +1,214 @@
+//! Wire types shared by `shed-server` and the `shed` CLI: request and response
+//! bodies, the error body, and the name rules both sides enforce.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub mod names;
+
+pub use names::{validate_shed_name, NameError};
+
+/// Lifecycle state of a shed, derived from its container's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShedStatus {
+    /// The container is running; sessions and SSH work.
+    Running,
+    /// The container exists but is not running.
+    Stopped,
+    /// Docker is (re)starting the container.
+    Starting,
+    /// The container is dead or being removed.
+    Error,
+}
+
+impl std::fmt::Display for ShedStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ShedStatus::Running => "running",
+            ShedStatus::Stopped => "stopped",
+            ShedStatus::Starting => "starting",
+            ShedStatus::Error => "error",
+        })
+    }
+}
+
+/// A shed as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shed {
+    /// The shed's name, without any isolation prefix.
+    pub name: String,
+    /// Current lifecycle state.
+    pub status: ShedStatus,
+    /// When the shed was created.
+    pub created_at: DateTime<Utc>,
+    /// The image the container was created from.
+    pub image: String,
+    /// The repository cloned at creation, if any.
+    pub repo: Option<String>,
+    /// Docker's container id.
+    pub container_id: String,
+    /// Name of the shed-server that owns it.
+    pub server: String,
+}
+
+/// Body of `POST /api/sheds`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShedRequest {
+    /// Shed name; see [`validate_shed_name`].
+    pub name: String,
+    /// Image to use instead of the server's `default_image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Git URL or GitHub `owner/repo` to clone into `/workspace/<repo-name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+}
+
+/// Body of `GET /api/sheds`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShedList {
+    /// Every shed on the server, sorted by name.
+    pub sheds: Vec<Shed>,
+}
+
+/// Body of `GET /api/info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// The server's configured name.
+    pub name: String,
+    /// shed-server version.
+    pub version: String,
+    /// Port the HTTP API listens on.
+    pub http_port: u16,
+    /// Port the SSH gateway listens on.
+    pub ssh_port: u16,
+}
+
+/// Machine-readable error codes; the string form is part of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// A shed name does not match the name rule.
+    InvalidName,
+    /// The request is malformed: bad JSON, wrong types, unknown fields, bad values.
+    InvalidRequest,
+    /// The requested image does not exist on the server.
+    ImageNotFound,
+    /// Cloning the requested repository failed; nothing was created.
+    CloneFailed,
+    /// Missing or wrong bearer token.
+    Unauthorized,
+    /// No shed with that name.
+    ShedNotFound,
+    /// No such route.
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// A shed with that name already exists (or is being created).
+    ShedExists,
+    /// Start was asked of a running shed.
+    ShedAlreadyRunning,
+    /// Stop was asked of a stopped shed.
+    ShedAlreadyStopped,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
+    /// The request body is not declared as JSON.
+    UnsupportedMediaType,
+    /// The server could not reach the Docker engine.
+    DockerUnavailable,
+    /// An unexpected server-side failure; details are in the server log.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidName => "INVALID_NAME",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::ImageNotFound => "IMAGE_NOT_FOUND",
+            ErrorCode::CloneFailed => "CLONE_FAILED",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::ShedNotFound => "SHED_NOT_FOUND",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::ShedExists => "SHED_EXISTS",
+            ErrorCode::ShedAlreadyRunning => "SHED_ALREADY_RUNNING",
+            ErrorCode::ShedAlreadyStopped => "SHED_ALREADY_STOPPED",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::DockerUnavailable => "DOCKER_UNAVAILABLE",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The inner part of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation, safe to show to a user.
+    pub message: String,
+}
+
+/// Every error response: `{"error":{"code":"...","message":"..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+impl ErrorBody {
+    /// Builds an error body from a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_has_the_documented_shape() {
+        let body = ErrorBody::new(ErrorCode::ShedNotFound, "no shed named x");
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error":{"code":"SHED_NOT_FOUND","message":"no shed named x"}})
+        );
+    }
+
+    #[test]
+    fn error_code_serde_matches_as_str() {
+        for code in [
+            ErrorCode::InvalidName,
+            ErrorCode::ShedAlreadyRunning,
+            ErrorCode::DockerUnavailable,
+            ErrorCode::UnsupportedMediaType,
+        ] {
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json, serde_json::Value::String(code.as_str().into()));
+        }
+    }
+
+    #[test]
+    fn create_request_rejects_unknown_fields() {
+        let err = serde_json::from_str::<CreateShedRequest>(r#"{"name":"a","imgae":"x"}"#);
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! The shed CLI.

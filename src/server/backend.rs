@@ -1,0 +1,70 @@
+//! The seam between the HTTP layer and the container engine. The real
+//! implementation is [`crate::server::docker::DockerBackend`]; handler tests
+//! use an in-memory fake.
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::api::Shed;
+
+/// What a create needs once the request has been validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewShed {
+    /// Validated shed name.
+    pub name: String,
+    /// Image to run; the server default is already filled in.
+    pub image: String,
+    /// Repository to clone after start.
+    pub repo: Option<crate::server::repo::RepoSpec>,
+}
+
+/// Failures a backend reports; [`crate::server::error::ApiError`] maps them to HTTP.
+#[derive(Debug, Error)]
+pub enum BackendError {
+    /// No shed with this name on this server.
+    #[error("no shed named {0:?}")]
+    ShedNotFound(String),
+    /// The name is taken (or a create for it is under way).
+    #[error("{0}")]
+    ShedExists(String),
+    /// Start of a running shed.
+    #[error("shed {0:?} is already running")]
+    AlreadyRunning(String),
+    /// Stop of a stopped shed.
+    #[error("shed {0:?} is already stopped")]
+    AlreadyStopped(String),
+    /// The image is not present on the server.
+    #[error("image {0:?} not found on this server; build or pull it first")]
+    ImageNotFound(String),
+    /// `git clone` failed; nothing was kept.
+    #[error("cloning {repo} failed: {detail}")]
+    CloneFailed {
+        /// The URL that was cloned.
+        repo: String,
+        /// The tail of git's output.
+        detail: String,
+    },
+    /// The Docker engine could not be reached; the detail is logged, not sent.
+    #[error("docker engine unavailable: {0}")]
+    DockerUnavailable(String),
+    /// Anything else; the detail is logged, not sent.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Shed lifecycle operations over a container engine.
+#[async_trait]
+pub trait ShedBackend: Send + Sync + 'static {
+    /// Every shed this server owns, sorted by name.
+    async fn list(&self) -> Result<Vec<Shed>, BackendError>;
+    /// One shed.
+    async fn get(&self, name: &str) -> Result<Shed, BackendError>;
+    /// Creates, starts and (optionally) clones into a new shed; all or nothing.
+    async fn create(&self, new: NewShed) -> Result<Shed, BackendError>;
+    /// Removes the container and, unless `keep_volume`, its workspace volume.
+    async fn delete(&self, name: &str, keep_volume: bool) -> Result<(), BackendError>;
+    /// Starts a stopped shed.
+    async fn start(&self, name: &str) -> Result<Shed, BackendError>;
+    /// Stops a running shed.
+    async fn stop(&self, name: &str) -> Result<Shed, BackendError>;
+}

@@ -1,0 +1,450 @@
+//! The HTTP API: the router, its extractors and its handlers.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::api::{validate_shed_name, CreateShedRequest, ServerInfo, Shed, ShedList};
+use crate::server::backend::{NewShed, ShedBackend};
+use crate::server::error::ApiError;
+use crate::server::repo::RepoSpec;
+
+/// Largest request body accepted; create bodies are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The container engine.
+    pub backend: Arc<dyn ShedBackend>,
+    /// Answer of `GET /api/info`.
+    pub info: ServerInfo,
+    /// Image for creates that name none.
+    pub default_image: String,
+    /// Bearer token, when auth is on.
+    pub api_token: Option<Arc<str>>,
+}
+
+/// `axum::Json` whose rejections use the API error body.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Path` whose rejections use the API error body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// `axum::extract::Query` whose rejections use the API error body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Builds the API router over `state`.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/api/info", get(info))
+        .route("/api/sheds", get(list_sheds).post(create_shed))
+        .route("/api/sheds/{name}", get(get_shed).delete(delete_shed))
+        .route("/api/sheds/{name}/start", post(start_shed))
+        .route("/api/sheds/{name}/stop", post(stop_shed))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/api/health", get(health))
+        .merge(protected)
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Panic.into_response()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(state)
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.api_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Constant time, so the token cannot be guessed byte by byte from timings.
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn info(State(state): State<AppState>) -> Json<ServerInfo> {
+    Json(state.info)
+}
+
+/// Checks a shed name taken from a path or body.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    validate_shed_name(name).map_err(|e| {
+        let shown: String = name.chars().take(64).collect();
+        ApiError::InvalidName(format!("invalid shed name {shown:?}: {e}"))
+    })
+}
+
+async fn list_sheds(State(state): State<AppState>) -> Result<Json<ShedList>, ApiError> {
+    Ok(Json(ShedList {
+        sheds: state.backend.list().await?,
+    }))
+}
+
+async fn create_shed(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateShedRequest>,
+) -> Result<Response, ApiError> {
+    check_name(&request.name)?;
+    let image = match request.image {
+        Some(image) if image.trim().is_empty() || image.len() > 512 => {
+            return Err(ApiError::InvalidRequest(
+                "image must be 1 to 512 characters".into(),
+            ))
+        }
+        Some(image) if image.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            return Err(ApiError::InvalidRequest(
+                "image must not contain whitespace".into(),
+            ))
+        }
+        Some(image) => image,
+        None => state.default_image.clone(),
+    };
+    let repo = request
+        .repo
+        .as_deref()
+        .map(RepoSpec::parse)
+        .transpose()
+        .map_err(ApiError::InvalidRequest)?;
+    let new = NewShed {
+        name: request.name,
+        image,
+        repo,
+    };
+    // A create runs to completion (or full rollback) even if the client goes
+    // away: dropping it halfway would leave a half-made shed behind.
+    let backend = state.backend.clone();
+    let shed = tokio::spawn(async move { backend.create(new).await })
+        .await
+        .map_err(|_| ApiError::Panic)??;
+    let location = format!("/api/sheds/{}", shed.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(shed),
+    )
+        .into_response())
+}
+
+async fn get_shed(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Shed>, ApiError> {
+    check_name(&name)?;
+    Ok(Json(state.backend.get(&name).await?))
+}
+
+/// Query of `DELETE /api/sheds/{name}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// Keep the workspace volume for a later create of the same name.
+    #[serde(default)]
+    pub keep_volume: bool,
+}
+
+async fn delete_shed(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(params): ApiQuery<DeleteParams>,
+) -> Result<StatusCode, ApiError> {
+    check_name(&name)?;
+    state.backend.delete(&name, params.keep_volume).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn start_shed(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Shed>, ApiError> {
+    check_name(&name)?;
+    Ok(Json(state.backend.start(&name).await?))
+}
+
+async fn stop_shed(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Shed>, ApiError> {
+    check_name(&name)?;
+    Ok(Json(state.backend.stop(&name).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::fake::FakeBackend;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn app(token: Option<&str>) -> Router {
+        router(AppState {
+            backend: Arc::new(FakeBackend::default()),
+            info: ServerInfo {
+                name: "fake".into(),
+                version: "0".into(),
+                http_port: 1,
+                ssh_port: 2,
+            },
+            default_image: "img".into(),
+            api_token: token.map(Arc::from),
+        })
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("non-JSON body: {}", String::from_utf8_lossy(&bytes)))
+        };
+        (status, json)
+    }
+
+    fn code(json: &serde_json::Value) -> &str {
+        json["error"]["code"].as_str().unwrap_or("<none>")
+    }
+
+    #[tokio::test]
+    async fn lifecycle_over_the_fake_backend() {
+        let app = app(None);
+        let (s, body) = call(&app, "POST", "/api/sheds", Some(r#"{"name":"demo"}"#), &[]).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert_eq!(body["name"], "demo");
+        assert_eq!(body["image"], "img");
+        assert_eq!(body["status"], "running");
+        let (s, body) = call(&app, "POST", "/api/sheds", Some(r#"{"name":"demo"}"#), &[]).await;
+        assert_eq!((s, code(&body)), (StatusCode::CONFLICT, "SHED_EXISTS"));
+        let (s, body) = call(&app, "POST", "/api/sheds/demo/start", None, &[]).await;
+        assert_eq!(
+            (s, code(&body)),
+            (StatusCode::CONFLICT, "SHED_ALREADY_RUNNING")
+        );
+        let (s, body) = call(&app, "POST", "/api/sheds/demo/stop", None, &[]).await;
+        assert_eq!(
+            (s, body["status"].as_str()),
+            (StatusCode::OK, Some("stopped"))
+        );
+        let (s, body) = call(&app, "POST", "/api/sheds/demo/stop", None, &[]).await;
+        assert_eq!(
+            (s, code(&body)),
+            (StatusCode::CONFLICT, "SHED_ALREADY_STOPPED")
+        );
+        let (s, body) = call(&app, "GET", "/api/sheds", None, &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(body["sheds"][0]["name"], "demo");
+        let (s, _) = call(&app, "DELETE", "/api/sheds/demo", None, &[]).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (s, body) = call(&app, "GET", "/api/sheds/demo", None, &[]).await;
+        assert_eq!((s, code(&body)), (StatusCode::NOT_FOUND, "SHED_NOT_FOUND"));
+    }
+
+    #[tokio::test]
+    async fn bad_input_gets_the_error_body() {
+        let app = app(None);
+        let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(MAX_BODY_BYTES + 10));
+        let cases: Vec<(&str, &str, Option<&str>, StatusCode, &str)> = vec![
+            (
+                "POST",
+                "/api/sheds",
+                Some(r#"{"name":"Bad Name"}"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_NAME",
+            ),
+            (
+                "POST",
+                "/api/sheds",
+                Some(r#"{"name":"../x"}"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_NAME",
+            ),
+            (
+                "POST",
+                "/api/sheds",
+                Some(r#"{"name":"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            (
+                "POST",
+                "/api/sheds",
+                Some(r#"{"name":5}"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            (
+                "POST",
+                "/api/sheds",
+                Some(r#"{"name":"a","extra":1}"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            (
+                "POST",
+                "/api/sheds",
+                Some(r#"{"name":"a","repo":"not a repo"}"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            (
+                "POST",
+                "/api/sheds",
+                Some(r#"{"name":"a","image":" "}"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            (
+                "POST",
+                "/api/sheds",
+                Some(&big),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+            ),
+            (
+                "GET",
+                "/api/sheds/UPPER",
+                None,
+                StatusCode::BAD_REQUEST,
+                "INVALID_NAME",
+            ),
+            (
+                "GET",
+                "/api/sheds/a%3Bb",
+                None,
+                StatusCode::BAD_REQUEST,
+                "INVALID_NAME",
+            ),
+            (
+                "DELETE",
+                "/api/sheds/a?keep_volume=maybe",
+                None,
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            ("GET", "/api/nope", None, StatusCode::NOT_FOUND, "NOT_FOUND"),
+            (
+                "PUT",
+                "/api/sheds",
+                None,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+            ),
+        ];
+        for (method, uri, body, status, expected) in cases {
+            let (s, json) = call(&app, method, uri, body, &[]).await;
+            assert_eq!((s, code(&json)), (status, expected), "{method} {uri}");
+            assert!(json["error"]["message"].is_string());
+        }
+        let (_, list) = call(&app, "GET", "/api/sheds", None, &[]).await;
+        assert_eq!(
+            list["sheds"],
+            serde_json::json!([]),
+            "bad input created something"
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_content_type_is_415() {
+        let app = app(None);
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/sheds")
+            .header("content-type", "text/plain")
+            .body(Body::from(r#"{"name":"a"}"#))
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[tokio::test]
+    async fn token_is_required_except_for_health() {
+        let app = app(Some("s3cret-token"));
+        let (s, _) = call(&app, "GET", "/api/health", None, &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        for auth in [
+            None,
+            Some("Bearer wrong-token"),
+            Some("s3cret-token"),
+            Some("Bearer s3cret-token2"),
+        ] {
+            let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+            for (method, uri) in [
+                ("GET", "/api/info"),
+                ("GET", "/api/sheds"),
+                ("POST", "/api/sheds/x/start"),
+                ("DELETE", "/api/sheds/x"),
+            ] {
+                let (s, json) = call(&app, method, uri, None, &headers).await;
+                assert_eq!(
+                    (s, code(&json)),
+                    (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+                    "{method} {uri} {auth:?}"
+                );
+            }
+        }
+        let (s, json) = call(
+            &app,
+            "GET",
+            "/api/info",
+            None,
+            &[("authorization", "Bearer s3cret-token")],
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(json["name"], "fake");
+    }
+}
