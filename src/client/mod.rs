@@ -1,1 +1,7 @@
-//! The shed CLI.
+//! The `shed` CLI: config, a typed API client, and the commands.
+
+pub mod api_client;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod output;

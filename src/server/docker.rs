@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, HostConfig, Mount, MountType, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerStateStatusEnum, HostConfig, Mount, MountType,
+    MountVolumeOptions, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, RemoveVolumeOptions,
@@ -333,10 +333,18 @@ impl DockerBackend {
         new: &NewShed,
         labels: HashMap<String, String>,
     ) -> ContainerCreateBody {
+        let volume_labels = HashMap::from([
+            (self.naming.marker().to_string(), "true".to_string()),
+            (self.naming.label("name"), new.name.clone()),
+        ]);
         let mut mounts = vec![Mount {
             source: Some(self.naming.volume(&new.name)),
             target: Some("/workspace".into()),
             typ: Some(MountType::VOLUME),
+            volume_options: Some(MountVolumeOptions {
+                labels: Some(volume_labels),
+                ..Default::default()
+            }),
             ..Default::default()
         }];
         mounts.extend(self.mounts.iter().cloned());
@@ -519,25 +527,14 @@ impl ShedBackend for DockerBackend {
         }
 
         // A volume kept by `delete --keep-volume` is reused, and never removed
-        // by a rollback: only what this create made is undone.
+        // by a rollback: only what this create made is undone. The volume is
+        // made by Docker as part of the container create, so the atomic name
+        // reservation decides the winner of a race before anything exists,
+        // and a loser has nothing to undo.
         let labels = self.labels(&new);
         let made_volume = match docker.inspect_volume(&volume).await {
             Ok(_) => false,
-            Err(e) if status_of(&e) == Some(404) => {
-                let request = VolumeCreateRequest {
-                    name: Some(volume.clone()),
-                    labels: Some(HashMap::from([
-                        (self.naming.marker().to_string(), "true".to_string()),
-                        (self.naming.label("name"), new.name.clone()),
-                    ])),
-                    ..Default::default()
-                };
-                docker
-                    .create_volume(request)
-                    .await
-                    .map_err(|e| docker_error(e, &volume))?;
-                true
-            }
+            Err(e) if status_of(&e) == Some(404) => true,
             Err(e) => return Err(docker_error(e, &volume)),
         };
 
@@ -549,7 +546,6 @@ impl ShedBackend for DockerBackend {
             .create_container(Some(opts), self.container_body(&new, labels))
             .await
         {
-            self.rollback(&docker, &new.name, false, made_volume).await;
             return Err(match status_of(&e) {
                 Some(409) => {
                     BackendError::ShedExists(format!("shed {:?} already exists", new.name))

@@ -1,0 +1,139 @@
+//! The CLI's arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Persistent Docker workspaces ("sheds") for long-running coding agents.
+#[derive(Debug, Parser)]
+#[command(name = "shed", version, propagate_version = true)]
+pub struct Cli {
+    /// Config file [default: ~/.config/shed/config.toml].
+    #[arg(long, global = true, env = "SHED_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Server to use, by its configured name.
+    #[arg(short = 's', long = "server", global = true, value_name = "NAME")]
+    pub server: Option<String>,
+    /// Log what shed does (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the servers this CLI knows.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Create a shed and start it.
+    Create {
+        /// Shed name: lowercase letters, digits and '-'.
+        name: String,
+        /// Image to use instead of the server's default.
+        #[arg(long)]
+        image: Option<String>,
+        /// Git URL or GitHub owner/repo to clone into /workspace.
+        #[arg(long)]
+        repo: Option<String>,
+    },
+    /// List sheds.
+    #[command(visible_alias = "ls")]
+    List {
+        /// List every configured server, not just one.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a stopped shed.
+    Start {
+        /// Shed name.
+        name: String,
+    },
+    /// Stop a running shed; its workspace is kept.
+    Stop {
+        /// Shed name.
+        name: String,
+    },
+    /// Delete a shed and, unless --keep-volume, its workspace.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Shed name.
+        name: String,
+        /// Keep the workspace volume; a later create of the same name reuses it.
+        #[arg(long)]
+        keep_volume: bool,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// Shell to generate for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `shed server ...`.
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Add a server; its name and SSH port are read from its /api/info.
+    Add {
+        /// Host name or IP address.
+        host: String,
+        /// Local name for the server [default: the server's own name].
+        #[arg(long)]
+        name: Option<String>,
+        /// HTTP API port.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// API token, if the server requires one.
+        #[arg(long)]
+        token: Option<String>,
+        /// SSH private key to use with this server.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+    },
+    /// List configured servers.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Forget a server.
+    #[command(visible_alias = "rm")]
+    Remove {
+        /// Server name.
+        name: String,
+    },
+    /// Make a server the default.
+    SetDefault {
+        /// Server name.
+        name: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["shed", "list", "-s", "b", "--all"]).unwrap();
+        assert_eq!(cli.server.as_deref(), Some("b"));
+        assert!(matches!(
+            cli.command,
+            Command::List {
+                all: true,
+                json: false
+            }
+        ));
+    }
+}

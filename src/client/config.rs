@@ -1,0 +1,217 @@
+//! The CLI's config file: the servers it knows and which one is the default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Environment variable naming the client config file.
+pub const CONFIG_ENV: &str = "SHED_CONFIG";
+
+/// One configured shed-server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    /// Host name or IP address.
+    pub host: String,
+    /// HTTP API port.
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+    /// SSH gateway port.
+    #[serde(default = "default_ssh_port")]
+    pub ssh_port: u16,
+    /// Bearer token for the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// SSH private key to use with this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+}
+
+fn default_http_port() -> u16 {
+    8080
+}
+
+fn default_ssh_port() -> u16 {
+    2222
+}
+
+impl ServerEntry {
+    /// Base URL of the server's HTTP API.
+    pub fn base_url(&self) -> String {
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("http://{host}:{}", self.http_port)
+    }
+}
+
+/// The whole client config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Server used when `-s` is not given and no shed lookup applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_server: Option<String>,
+    /// Known servers by name.
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerEntry>,
+}
+
+/// Why the config could not be read or written.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// I/O failure on the file or its directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// Bad TOML, an unknown key, or a wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's description, naming the key.
+        message: String,
+    },
+    /// `default_server` names a server that is not configured.
+    #[error("{path}: default_server {name:?} is not among [servers]")]
+    UnknownDefault {
+        /// The file.
+        path: PathBuf,
+        /// The dangling name.
+        name: String,
+    },
+}
+
+impl ClientConfig {
+    /// The config path: `--config`/`SHED_CONFIG` if given, else `~/.config/shed/config.toml`.
+    pub fn default_path() -> PathBuf {
+        dirs::config_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("shed")
+            .join("config.toml")
+    }
+
+    /// Loads the file; a missing file is an empty config.
+    pub fn load(path: &Path) -> Result<ClientConfig, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        let config: ClientConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        if let Some(name) = &config.default_server {
+            if !config.servers.contains_key(name) {
+                return Err(ConfigError::UnknownDefault {
+                    path: path.into(),
+                    name: name.clone(),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// Writes the file atomically with mode 0600, since it may hold tokens.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.into(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let tmp = path.with_extension("toml.tmp");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io)?;
+            file.write_all(text.as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_empty_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ClientConfig::load(&dir.path().join("none.toml")).unwrap();
+        assert!(config.servers.is_empty());
+    }
+
+    #[test]
+    fn save_then_load_round_trips_with_private_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("config.toml");
+        let mut config = ClientConfig::default();
+        config.servers.insert(
+            "a".into(),
+            ServerEntry {
+                host: "127.0.0.1".into(),
+                http_port: 1,
+                ssh_port: 2,
+                token: Some("tok".into()),
+                identity_file: None,
+            },
+        );
+        config.default_server = Some("a".into());
+        config.save(&path).unwrap();
+        assert_eq!(ClientConfig::load(&path).unwrap(), config);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn unknown_keys_and_dangling_default_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[servers.a]\nhost = \"h\"\nprot = 1\n").unwrap();
+        let err = ClientConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+        std::fs::write(&path, "default_server = \"b\"\n[servers.a]\nhost = \"h\"\n").unwrap();
+        let err = ClientConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("default_server"), "{err}");
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        let entry = ServerEntry {
+            host: "::1".into(),
+            http_port: 8080,
+            ssh_port: 2222,
+            token: None,
+            identity_file: None,
+        };
+        assert_eq!(entry.base_url(), "http://[::1]:8080");
+    }
+}

@@ -1,0 +1,400 @@
+//! The shed API against a real Docker engine, through a real shed-server process.
+
+mod common;
+
+use common::http::{delete, get, post, post_empty, send};
+use common::*;
+
+fn running(container: &str) -> bool {
+    docker(&["inspect", "-f", "{{.State.Running}}", container]) == "true"
+}
+
+#[tokio::test]
+async fn lifecycle_and_error_codes() {
+    let server = TestServer::start();
+    let sheds = server.url("/api/sheds");
+
+    let r = post(
+        &sheds,
+        r#"{"name":"demo","repo":"file:///srv/git/hello.git"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.json["name"], "demo");
+    assert_eq!(r.json["status"], "running");
+    assert_eq!(r.json["image"], TEST_IMAGE);
+    assert_eq!(r.json["server"], server.name.as_str());
+    assert_eq!(r.json["repo"], "file:///srv/git/hello.git");
+    let container = server.container("demo");
+    assert!(running(&container));
+    assert_eq!(
+        docker(&["exec", &container, "cat", "/workspace/hello/README.md"]),
+        "hello from shed test repo"
+    );
+    // The Docker model the issue specifies.
+    let fmt = format!(
+        "{{{{.HostConfig.RestartPolicy.Name}}}} {{{{.HostConfig.Init}}}} {{{{.Config.WorkingDir}}}} {{{{index .Config.Labels \"{p}.shed\"}}}} {{{{index .Config.Labels \"{p}.shed.name\"}}}}",
+        p = server.prefix
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", &fmt, &container]),
+        "unless-stopped true /workspace true demo"
+    );
+    let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &container]);
+    assert!(env.contains("LANG=C.UTF-8"), "{env}");
+    let mounts = docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Name}}:{{.Destination}} {{end}}",
+        &container,
+    ]);
+    assert!(
+        mounts.contains(&format!("{}:/workspace", server.volume("demo"))),
+        "{mounts}"
+    );
+    let created = docker(&[
+        "inspect",
+        "-f",
+        &format!(
+            "{{{{index .Config.Labels \"{}.shed.created\"}}}}",
+            server.prefix
+        ),
+        &container,
+    ]);
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(&created).is_ok(),
+        "{created}"
+    );
+
+    let r = post(&sheds, r#"{"name":"demo"}"#).await;
+    assert_eq!((r.status, r.code()), (409, "SHED_EXISTS"));
+
+    let r = get(&server.url("/api/sheds/demo")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["container_id"].as_str().unwrap().len(), 64);
+
+    let r = get(&sheds).await;
+    assert_eq!(r.json["sheds"].as_array().unwrap().len(), 1);
+
+    let r = post_empty(&server.url("/api/sheds/demo/start")).await;
+    assert_eq!((r.status, r.code()), (409, "SHED_ALREADY_RUNNING"));
+
+    let r = post_empty(&server.url("/api/sheds/demo/stop")).await;
+    assert_eq!(
+        (r.status, r.json["status"].as_str()),
+        (200, Some("stopped"))
+    );
+    assert!(!running(&container));
+    let r = post_empty(&server.url("/api/sheds/demo/stop")).await;
+    assert_eq!((r.status, r.code()), (409, "SHED_ALREADY_STOPPED"));
+    let r = get(&sheds).await;
+    assert_eq!(r.json["sheds"][0]["status"], "stopped");
+
+    let r = post_empty(&server.url("/api/sheds/demo/start")).await;
+    assert_eq!(
+        (r.status, r.json["status"].as_str()),
+        (200, Some("running"))
+    );
+    assert!(running(&container));
+    // The workspace survived the restart.
+    assert!(docker_ok(&[
+        "exec",
+        &container,
+        "test",
+        "-f",
+        "/workspace/hello/README.md"
+    ]));
+
+    let r = delete(&server.url("/api/sheds/demo")).await;
+    assert_eq!(r.status, 204);
+    assert!(containers_with_prefix(&server.prefix).is_empty());
+    assert!(volumes_with_prefix(&server.prefix).is_empty());
+
+    for (method, path) in [
+        ("GET", "/api/sheds/demo"),
+        ("DELETE", "/api/sheds/demo"),
+        ("POST", "/api/sheds/demo/start"),
+        ("POST", "/api/sheds/demo/stop"),
+    ] {
+        let r = send(method, &server.url(path), None, &[]).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "SHED_NOT_FOUND"),
+            "{method} {path}"
+        );
+    }
+
+    let r = get(&server.url("/api/health")).await;
+    assert_eq!(r.status, 200);
+    let r = get(&server.url("/api/info")).await;
+    assert_eq!(r.json["http_port"], server.port);
+    assert_eq!(r.json["name"], server.name.as_str());
+    assert!(r.json["ssh_port"].is_u64() && r.json["version"].is_string());
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_and_creates_nothing() {
+    let server = TestServer::start();
+    let sheds = server.url("/api/sheds");
+    let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(2 * 1024 * 1024));
+    let cases: Vec<(&str, u16, &str)> = vec![
+        (r#"{"name":"Demo"}"#, 400, "INVALID_NAME"),
+        (r#"{"name":"../etc"}"#, 400, "INVALID_NAME"),
+        (r#"{"name":"a;rm -rf /"}"#, 400, "INVALID_NAME"),
+        (r#"{"name":"$(id)"}"#, 400, "INVALID_NAME"),
+        (r#"{"name":"-lead"}"#, 400, "INVALID_NAME"),
+        (r#"{"name":"caf\u00e9"}"#, 400, "INVALID_NAME"),
+        (r#"{"name":""}"#, 400, "INVALID_NAME"),
+        (r#"{"name":"ok","image":""}"#, 400, "INVALID_REQUEST"),
+        (
+            r#"{"name":"ok","repo":"--upload-pack=touch /tmp/x"}"#,
+            400,
+            "INVALID_REQUEST",
+        ),
+        (r#"{"name":"ok","colour":"red"}"#, 400, "INVALID_REQUEST"),
+        (r#"{"name":["ok"]}"#, 400, "INVALID_REQUEST"),
+        (r#"{"name":"ok""#, 400, "INVALID_REQUEST"),
+        (r#"not json"#, 400, "INVALID_REQUEST"),
+        (&big, 413, "PAYLOAD_TOO_LARGE"),
+    ];
+    for (body, status, code) in &cases {
+        let r = post(&sheds, body).await;
+        let shown: String = body.chars().take(60).collect();
+        assert_eq!((r.status, r.code()), (*status, *code), "body {shown}");
+        assert!(r.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    let r = send("POST", &sheds, None, &[("content-type", "text/plain")]).await;
+    assert_eq!((r.status, r.code()), (415, "UNSUPPORTED_MEDIA_TYPE"));
+    let r = get(&server.url("/api/sheds/NOPE")).await;
+    assert_eq!((r.status, r.code()), (400, "INVALID_NAME"));
+    let r = send(
+        "DELETE",
+        &server.url("/api/sheds/x?keep_volume=perhaps"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (400, "INVALID_REQUEST"));
+    let r = get(&server.url("/api/unknown")).await;
+    assert_eq!((r.status, r.code()), (404, "NOT_FOUND"));
+
+    assert!(containers_with_prefix(&server.prefix).is_empty());
+    assert!(volumes_with_prefix(&server.prefix).is_empty());
+    let r = get(&sheds).await;
+    assert_eq!(r.json["sheds"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn failed_creates_leave_nothing_behind() {
+    let server = TestServer::start();
+    let sheds = server.url("/api/sheds");
+
+    let r = post(
+        &sheds,
+        r#"{"name":"img","image":"shed-no-such-image:latest"}"#,
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (400, "IMAGE_NOT_FOUND"));
+    let r = post(
+        &sheds,
+        r#"{"name":"clone","repo":"file:///srv/git/missing.git"}"#,
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (400, "CLONE_FAILED"), "{}", r.json);
+    assert!(r.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("missing.git"));
+    assert!(containers_with_prefix(&server.prefix).is_empty());
+    assert!(volumes_with_prefix(&server.prefix).is_empty());
+    assert!(!docker_ok(&["volume", "inspect", &server.volume("clone")]));
+}
+
+#[tokio::test]
+async fn keep_volume_keeps_the_workspace_and_a_failed_create_never_loses_it() {
+    let server = TestServer::start();
+    let sheds = server.url("/api/sheds");
+    assert_eq!(post(&sheds, r#"{"name":"keep"}"#).await.status, 201);
+    docker(&[
+        "exec",
+        &server.container("keep"),
+        "sh",
+        "-c",
+        "echo precious > /workspace/notes",
+    ]);
+
+    let r = delete(&server.url("/api/sheds/keep?keep_volume=true")).await;
+    assert_eq!(r.status, 204);
+    assert!(containers_with_prefix(&server.prefix).is_empty());
+    assert_eq!(
+        volumes_with_prefix(&server.prefix),
+        vec![server.volume("keep")]
+    );
+
+    // A create that fails must not take the kept volume with it.
+    let r = post(
+        &sheds,
+        r#"{"name":"keep","repo":"file:///srv/git/missing.git"}"#,
+    )
+    .await;
+    assert_eq!(r.code(), "CLONE_FAILED");
+    assert_eq!(
+        volumes_with_prefix(&server.prefix),
+        vec![server.volume("keep")]
+    );
+
+    // A new shed of the same name picks the workspace up again.
+    assert_eq!(post(&sheds, r#"{"name":"keep"}"#).await.status, 201);
+    assert_eq!(
+        docker(&["exec", &server.container("keep"), "cat", "/workspace/notes"]),
+        "precious"
+    );
+}
+
+#[tokio::test]
+async fn a_name_taken_meanwhile_is_409_and_leaves_one_shed() {
+    // Two servers sharing one prefix race to create the same shed, several
+    // times from each side: exactly one wins each round and nothing is orphaned.
+    let a = TestServer::start();
+    let b = TestServer::start_sharing(ServerOpts {
+        prefix: Some(a.prefix.clone()),
+        ..Default::default()
+    });
+    for round in 0..5 {
+        let name = format!("race{round}");
+        let body = format!(r#"{{"name":"{name}"}}"#);
+        let (ua, ub) = (a.url("/api/sheds"), b.url("/api/sheds"));
+        let (r1, r2, r3, r4) = tokio::join!(
+            post(&ua, &body),
+            post(&ub, &body),
+            post(&ua, &body),
+            post(&ub, &body)
+        );
+        let replies = [r1, r2, r3, r4];
+        let won = replies.iter().filter(|r| r.status == 201).count();
+        assert_eq!(
+            won,
+            1,
+            "round {round}: {:?}",
+            replies.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        for r in replies.iter().filter(|r| r.status != 201) {
+            assert_eq!((r.status, r.code()), (409, "SHED_EXISTS"), "{}", r.json);
+        }
+        assert!(running(&a.container(&name)));
+    }
+    assert_eq!(containers_with_prefix(&a.prefix).len(), 5);
+    assert_eq!(volumes_with_prefix(&a.prefix).len(), 5);
+}
+
+#[tokio::test]
+async fn isolation_prefixes_keep_servers_apart() {
+    let a = TestServer::start();
+    let b = TestServer::start();
+    assert_eq!(
+        post(&a.url("/api/sheds"), r#"{"name":"same"}"#)
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        post(&b.url("/api/sheds"), r#"{"name":"same"}"#)
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        post(&a.url("/api/sheds"), r#"{"name":"only-a"}"#)
+            .await
+            .status,
+        201
+    );
+
+    let names = |r: &common::http::Reply| -> Vec<String> {
+        r.json["sheds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&get(&a.url("/api/sheds")).await), ["only-a", "same"]);
+    assert_eq!(names(&get(&b.url("/api/sheds")).await), ["same"]);
+    let r = get(&b.url("/api/sheds/only-a")).await;
+    assert_eq!(r.code(), "SHED_NOT_FOUND");
+
+    assert_eq!(delete(&b.url("/api/sheds/same")).await.status, 204);
+    assert!(running(&a.container("same")));
+    assert_eq!(get(&a.url("/api/sheds/same")).await.status, 200);
+}
+
+#[tokio::test]
+async fn docker_unreachable_is_503_and_recovers_by_itself() {
+    require_docker();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let server = TestServer::start_with(ServerOpts {
+        extra: format!("docker_host = \"unix://{}\"\n", socket.display()),
+        ..Default::default()
+    });
+    let r = get(&server.url("/api/health")).await;
+    assert_eq!(r.status, 200);
+    let r = get(&server.url("/api/sheds")).await;
+    assert_eq!((r.status, r.code()), (503, "DOCKER_UNAVAILABLE"));
+    assert!(!r.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(socket.to_str().unwrap()));
+    let r = post(&server.url("/api/sheds"), r#"{"name":"x"}"#).await;
+    assert_eq!((r.status, r.code()), (503, "DOCKER_UNAVAILABLE"));
+
+    // Docker "comes back": the socket path now reaches the real engine.
+    std::os::unix::fs::symlink("/var/run/docker.sock", &socket).unwrap();
+    let r = get(&server.url("/api/sheds")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let r = post(&server.url("/api/sheds"), r#"{"name":"back"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+
+    // And goes away again mid-use.
+    std::fs::remove_file(&socket).unwrap();
+    let r = get(&server.url("/api/sheds/back")).await;
+    assert_eq!((r.status, r.code()), (503, "DOCKER_UNAVAILABLE"));
+}
+
+#[tokio::test]
+async fn api_token_guards_every_endpoint_but_health() {
+    let server = TestServer::start_with(ServerOpts {
+        extra: "api_token = \"correct-horse-battery\"\n".into(),
+        ..Default::default()
+    });
+    assert_eq!(get(&server.url("/api/health")).await.status, 200);
+    for auth in [
+        None,
+        Some("Bearer wrong-token-value"),
+        Some("correct-horse-battery"),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+        for (method, path, body) in [
+            ("GET", "/api/info", None),
+            ("GET", "/api/sheds", None),
+            ("POST", "/api/sheds", Some(r#"{"name":"x"}"#)),
+            ("GET", "/api/sheds/x", None),
+            ("DELETE", "/api/sheds/x", None),
+            ("POST", "/api/sheds/x/start", None),
+            ("POST", "/api/sheds/x/stop", None),
+        ] {
+            let r = send(method, &server.url(path), body, &headers).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (401, "UNAUTHORIZED"),
+                "{method} {path} {auth:?}"
+            );
+        }
+    }
+    assert!(containers_with_prefix(&server.prefix).is_empty());
+    let good = [("authorization", "Bearer correct-horse-battery")];
+    let r = send("GET", &server.url("/api/sheds"), None, &good).await;
+    assert_eq!(r.status, 200);
+}
