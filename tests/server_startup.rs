@@ -49,7 +49,7 @@ fn env_var_and_cwd_config_are_found() {
     // ./server.toml is picked up from the working directory.
     std::fs::write(
         dir.path().join("server.toml"),
-        "name = \"from-cwd\"\nhttp_port = 0\n",
+        "name = \"from-cwd\"\nhttp_port = 0\nssh_port = 0\n",
     )
     .unwrap();
     let (mut child, port) = spawn_from(server_cmd(dir.path()).arg("serve"), dir.path());
@@ -60,7 +60,7 @@ fn env_var_and_cwd_config_are_found() {
 
     // $SHED_SERVER_CONFIG beats ./server.toml.
     let other = dir.path().join("other.toml");
-    std::fs::write(&other, "name = \"from-env\"\nhttp_port = 0\n").unwrap();
+    std::fs::write(&other, "name = \"from-env\"\nhttp_port = 0\nssh_port = 0\n").unwrap();
     let mut cmd = server_cmd(dir.path());
     cmd.arg("serve").env("SHED_SERVER_CONFIG", &other);
     let (mut child, port) = spawn_from(&mut cmd, dir.path());
@@ -81,12 +81,13 @@ fn runs_with_no_config_file_at_all() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    // Defaults bind 127.0.0.1:8080. If another program holds that port the
+    // Defaults bind 127.0.0.1:8080 and :2222. If another program holds one the
     // server still got past config loading, which is what is under test.
     let ok = wait_until(std::time::Duration::from_secs(20), || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         text.contains("shed-server listening")
             || text.contains("binding the HTTP API to 127.0.0.1:8080")
+            || text.contains("binding the SSH gateway to 127.0.0.1:2222")
     });
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = child.kill();
@@ -115,7 +116,7 @@ fn public_bind_needs_a_token_or_an_explicit_opt_out() {
     require_docker();
     std::fs::write(
         &path,
-        "bind = \"0.0.0.0\"\nhttp_port = 0\ninsecure_no_auth = true\n",
+        "bind = \"0.0.0.0\"\nhttp_port = 0\nssh_port = 0\ninsecure_no_auth = true\n",
     )
     .unwrap();
     let mut cmd = server_cmd(dir.path());

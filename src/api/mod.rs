@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod names;
 
-pub use names::{validate_shed_name, NameError};
+pub use names::{validate_session_name, validate_shed_name, NameError};
 
 /// Lifecycle state of a shed, derived from its container's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +84,28 @@ pub struct ServerInfo {
     pub http_port: u16,
     /// Port the SSH gateway listens on.
     pub ssh_port: u16,
+}
+
+/// Body of `GET /api/ssh-host-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshHostKey {
+    /// The gateway's public host key, e.g. `ssh-ed25519 AAAA...`.
+    pub public_key: String,
+    /// The gateway's port.
+    pub ssh_port: u16,
+    /// A ready `known_hosts` line for the host name the request used.
+    pub known_hosts: String,
+}
+
+/// A `known_hosts` line for `host:port`, in the form OpenSSH looks up
+/// (`[host]:port` for ports other than 22).
+pub fn known_hosts_line(host: &str, port: u16, public_key: &str) -> String {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if port == 22 {
+        format!("{host} {public_key}")
+    } else {
+        format!("[{host}]:{port} {public_key}")
+    }
 }
 
 /// Machine-readable error codes; the string form is part of the API.

@@ -52,6 +52,34 @@ pub fn validate_shed_name(name: &str) -> Result<(), NameError> {
     }
 }
 
+/// Checks `^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`, the tmux session name rule.
+///
+/// tmux silently rewrites `.` and `:` (`a.b` becomes `a_b`), which would make
+/// a session unreachable under the name the user gave, so such names are
+/// refused rather than passed through.
+pub fn validate_session_name(name: &str) -> Result<(), NameError> {
+    const RULE: &str = "use letters, digits, '_' and '-', starting with a letter or digit";
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_SHED_NAME_LEN {
+        return Err(NameError::TooLong {
+            len: name.len(),
+            max: MAX_SHED_NAME_LEN,
+        });
+    }
+    let bytes = name.as_bytes();
+    let ok = bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::BadCharacters(RULE))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +98,19 @@ mod tests {
             "", "-a", "A", "a_b", "a.b", "a b", "../x", "a;b", "$(x)", "`x`", "é", "a\0", &long,
         ] {
             assert!(validate_shed_name(name).is_err(), "{name:?} accepted");
+        }
+    }
+
+    #[test]
+    fn session_names() {
+        for name in ["default", "Debug_2", "a-b", "0", &"s".repeat(63)] {
+            assert_eq!(validate_session_name(name), Ok(()), "{name}");
+        }
+        let long = "s".repeat(64);
+        for name in [
+            "", "a.b", "a:b", "-a", "_a", "a b", "a;b", "$(x)", "é", &long,
+        ] {
+            assert!(validate_session_name(name).is_err(), "{name:?} accepted");
         }
     }
 }

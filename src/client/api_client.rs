@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::api::{CreateShedRequest, ErrorBody, ErrorCode, ServerInfo, Shed, ShedList};
+use crate::api::{CreateShedRequest, ErrorBody, ErrorCode, ServerInfo, Shed, ShedList, SshHostKey};
 use crate::client::config::ServerEntry;
 
 /// How long to wait for a TCP connection before calling a server unreachable.
@@ -166,6 +166,11 @@ impl ApiClient {
     /// `GET /api/info`.
     pub async fn info(&self) -> Result<ServerInfo, ClientError> {
         self.get_json("/api/info").await
+    }
+
+    /// `GET /api/ssh-host-key`.
+    pub async fn ssh_host_key(&self) -> Result<SshHostKey, ClientError> {
+        self.get_json("/api/ssh-host-key").await
     }
 
     /// `GET /api/sheds`.

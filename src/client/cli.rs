@@ -71,6 +71,47 @@ pub enum Command {
         #[arg(short, long)]
         force: bool,
     },
+    /// Open an interactive shell in a shed (through the SSH gateway).
+    Console {
+        /// Shed name.
+        name: String,
+    },
+    /// Run a command in a shed; its output streams back and its exit code is shed's.
+    Exec {
+        /// Shed name.
+        name: String,
+        /// Command and arguments, each passed through exactly (after `--`).
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Attach to a tmux session in a shed, creating it if needed.
+    Attach {
+        /// Shed name.
+        name: String,
+        /// Session name.
+        #[arg(short = 'S', long = "session", default_value = "default")]
+        session: String,
+        /// Fail if the session already exists, instead of attaching to it.
+        #[arg(long)]
+        new: bool,
+        /// Working directory for a new session.
+        #[arg(long, default_value = "/workspace", value_name = "DIR")]
+        cwd: String,
+    },
+    /// Manage `Host shed-NAME` entries in ~/.ssh/config for VS Code, Cursor and plain ssh.
+    SshConfig {
+        /// Only this shed [default: every shed on every server].
+        name: Option<String>,
+        /// Write the entries into ~/.ssh/config.
+        #[arg(long, conflicts_with_all = ["uninstall", "dry_run"])]
+        install: bool,
+        /// Remove the entries (all of shed's, without NAME).
+        #[arg(long, conflicts_with = "dry_run")]
+        uninstall: bool,
+        /// Print what would be written, change nothing (the default).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// Shell to generate for.
@@ -122,6 +163,21 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exec_keeps_arguments_verbatim() {
+        let cli = Cli::try_parse_from([
+            "shed", "exec", "demo", "--", "printf", "%s\n", "a b", "-c", "c;d",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Exec { name, command } => {
+                assert_eq!(name, "demo");
+                assert_eq!(command, ["printf", "%s\n", "a b", "-c", "c;d"]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -9,11 +9,12 @@ use chrono::Utc;
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use crate::api::{validate_shed_name, CreateShedRequest, ErrorCode, Shed};
+use crate::api::{validate_session_name, validate_shed_name, CreateShedRequest, ErrorCode, Shed};
 use crate::client::api_client::ApiClient;
 use crate::client::cli::{Cli, Command, ServerCommand};
 use crate::client::config::{ClientConfig, ServerEntry};
 use crate::client::output::{one_line, relative_time, table};
+use crate::client::ssh::{self, HostEntry, SshConfig, Tty};
 
 /// How a command ended, beyond plain failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             keep_volume,
             force,
         } => ctx.delete(&name, keep_volume, force).await,
+        Command::Console { name } => ctx.console(&name).await,
+        Command::Exec { name, command } => ctx.exec(&name, &command).await,
+        Command::Attach {
+            name,
+            session,
+            new,
+            cwd,
+        } => ctx.attach(&name, &session, new, &cwd).await,
+        Command::SshConfig {
+            name,
+            install,
+            uninstall,
+            dry_run: _,
+        } => ctx.ssh_config(name.as_deref(), install, uninstall).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();
@@ -322,6 +337,150 @@ impl Ctx {
         Ok(Outcome::Success)
     }
 
+    fn known_hosts(&self) -> PathBuf {
+        ssh::known_hosts_path(&self.config_path)
+    }
+
+    fn entry(&self, client: &ApiClient) -> anyhow::Result<&ServerEntry> {
+        self.config
+            .servers
+            .get(client.server())
+            .ok_or_else(|| anyhow!("unknown server {:?}", client.server()))
+    }
+
+    /// Replaces this process with `ssh` to shed `name`.
+    async fn exec_ssh(
+        &self,
+        name: &str,
+        tty: Tty,
+        remote: Option<&str>,
+    ) -> anyhow::Result<Outcome> {
+        let (client, _) = self.find_shed(name).await?;
+        let entry = self.entry(&client)?;
+        let mut cmd = ssh::ssh_command(entry, &self.known_hosts(), name, tty, remote);
+        tracing::debug!(?cmd, "running ssh");
+        use std::os::unix::process::CommandExt;
+        let err = cmd.exec();
+        Err(anyhow!("running ssh: {err}; is openssh-client installed?"))
+    }
+
+    async fn console(&self, name: &str) -> anyhow::Result<Outcome> {
+        self.exec_ssh(name, Tty::Force, None).await
+    }
+
+    async fn exec(&self, name: &str, command: &[String]) -> anyhow::Result<Outcome> {
+        // The gateway runs the string through `sh -c`, as sshd does, so each
+        // argument is quoted to arrive exactly as given.
+        let remote = shell_words::join(command);
+        self.exec_ssh(name, Tty::Disable, Some(&remote)).await
+    }
+
+    async fn attach(
+        &self,
+        name: &str,
+        session: &str,
+        new: bool,
+        cwd: &str,
+    ) -> anyhow::Result<Outcome> {
+        validate_session_name(session)
+            .map_err(|e| anyhow!("invalid session name {session:?}: {e}"))?;
+        if cwd.is_empty() {
+            bail!("--cwd must not be empty");
+        }
+        let attach_flag = if new { "" } else { " -A" };
+        let remote = format!(
+            "tmux new-session{attach_flag} -s {} -c {}",
+            shell_words::quote(session),
+            shell_words::quote(cwd)
+        );
+        self.exec_ssh(name, Tty::Force, Some(&remote)).await
+    }
+
+    async fn ssh_config(
+        &self,
+        name: Option<&str>,
+        install: bool,
+        uninstall: bool,
+    ) -> anyhow::Result<Outcome> {
+        let home = dirs::home_dir().ok_or_else(|| anyhow!("cannot find the home directory"))?;
+        let path = home.join(".ssh").join("config");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut config = SshConfig::parse(&text);
+        let mut outcome = Outcome::Success;
+        if uninstall {
+            match name {
+                Some(name) => {
+                    check_shed_name(name)?;
+                    let alias = format!("shed-{name}");
+                    if !config.remove(&alias) {
+                        bail!("{} has no entry for {alias}", path.display());
+                    }
+                }
+                None => config.entries.clear(),
+            }
+        } else {
+            let mut wanted: Vec<(String, String)> = Vec::new();
+            match name {
+                Some(name) => {
+                    let (client, _) = self.find_shed(name).await?;
+                    wanted.push((name.to_string(), client.server().to_string()));
+                }
+                None => {
+                    let clients = self.all_clients();
+                    if clients.is_empty() {
+                        bail!("no servers configured; add one with `shed server add HOST`");
+                    }
+                    let answers = join_all(clients.iter().map(|c| c.list())).await;
+                    for (client, answer) in clients.iter().zip(answers) {
+                        match answer {
+                            Ok(sheds) => wanted.extend(
+                                sheds
+                                    .into_iter()
+                                    .map(|s| (s.name, client.server().to_string())),
+                            ),
+                            Err(e) => {
+                                warn(&e.to_string());
+                                outcome = Outcome::Partial;
+                            }
+                        }
+                    }
+                    // Regenerate: entries of sheds that are gone disappear.
+                    config.entries.clear();
+                }
+            }
+            let mut seen = std::collections::HashMap::new();
+            for (shed, _) in &wanted {
+                *seen.entry(shed.clone()).or_insert(0) += 1;
+            }
+            for (shed, server) in &wanted {
+                // A name on several servers gets one alias per server.
+                let alias = if seen[shed] > 1 {
+                    format!("shed-{shed}.{server}")
+                } else {
+                    format!("shed-{shed}")
+                };
+                let entry = &self.config.servers[server];
+                config.upsert(HostEntry::new(alias, shed, entry, &self.known_hosts()));
+            }
+        }
+        if !install && !uninstall {
+            print!("{}", config.block());
+            return Ok(outcome);
+        }
+        write_private(&path, &config.render())?;
+        let aliases: Vec<&str> = config.entries.iter().map(|e| e.alias.as_str()).collect();
+        if aliases.is_empty() {
+            println!("Removed shed's entries from {}", path.display());
+        } else {
+            println!("{} now has: {}", path.display(), aliases.join(", "));
+        }
+        Ok(outcome)
+    }
+
     async fn server_command(mut self, cmd: ServerCommand) -> anyhow::Result<Outcome> {
         match cmd {
             ServerCommand::Add {
@@ -359,6 +518,14 @@ impl Ctx {
                     ssh_port: info.ssh_port,
                     ..entry
                 };
+                let host_key = probe.ssh_host_key().await?;
+                ssh::write_known_host(
+                    &self.known_hosts(),
+                    &entry.host,
+                    entry.ssh_port,
+                    &host_key.public_key,
+                )
+                .with_context(|| format!("writing {}", self.known_hosts().display()))?;
                 let url = entry.base_url();
                 self.config.servers.insert(name.clone(), entry);
                 let is_default = self.config.default_server.is_none();
@@ -445,6 +612,21 @@ fn check_server_name(name: &str) -> anyhow::Result<()> {
     } else {
         bail!("invalid server name {name:?}: use letters, digits, '-', '_' and '.'; pass --name")
     }
+}
+
+/// Writes a file the user's ssh reads; ssh refuses configs others can write.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
 fn warn(message: &str) {

@@ -49,8 +49,10 @@ pub struct ServerConfig {
     pub api_token: Option<String>,
     /// Allows a non-loopback `bind` without `api_token`.
     pub insecure_no_auth: bool,
-    /// authorized_keys file for the SSH gateway.
+    /// authorized_keys file for the SSH gateway; default `~/.ssh/authorized_keys`.
     pub authorized_keys: Option<PathBuf>,
+    /// Accept any SSH key (trusted networks only; logs a warning).
+    pub allow_any_key: bool,
     /// Docker endpoint (`unix://...` or `tcp://...`); defaults to `DOCKER_HOST`, then the local socket.
     pub docker_host: Option<String>,
     /// User that runs every exec in a shed; empty means the image's default user.
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             api_token: None,
             insecure_no_auth: false,
             authorized_keys: None,
+            allow_any_key: false,
             docker_host: None,
             container_user: None,
         }
@@ -279,6 +282,16 @@ impl ServerConfig {
             .clone()
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    }
+
+    /// The authorized_keys file the gateway checks.
+    pub fn authorized_keys_path(&self) -> PathBuf {
+        self.authorized_keys.clone().unwrap_or_else(|| {
+            dirs::home_dir()
+                .unwrap_or_else(|| PathBuf::from("/root"))
+                .join(".ssh")
+                .join("authorized_keys")
+        })
     }
 
     /// The environment injected into new sheds, from `env_file`.

@@ -440,6 +440,172 @@ impl DockerBackend {
     }
 }
 
+/// What to run for an interactive exec (the SSH gateway's shells and commands).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// argv of the process.
+    pub cmd: Vec<String>,
+    /// Extra `KEY=VALUE` environment.
+    pub env: Vec<String>,
+    /// Allocate a TTY (the client asked for a pty).
+    pub tty: bool,
+}
+
+/// A started exec with its streams attached.
+pub struct InteractiveExec {
+    /// Docker's exec id, for resize, inspect and signals.
+    pub id: String,
+    /// stdout/stderr (or the console, with a TTY).
+    pub output: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    /// The process's stdin; shutting it down delivers EOF.
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl DockerBackend {
+    /// Makes sure shed `name` runs: starts it if stopped, then waits up to
+    /// `wait` for Docker to report it running.
+    pub async fn ensure_running(&self, name: &str, wait: Duration) -> Result<(), BackendError> {
+        let shed = self.get(name).await?;
+        if shed.status == ShedStatus::Running {
+            return Ok(());
+        }
+        match self.start(name).await {
+            Ok(_) | Err(BackendError::AlreadyRunning(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            if self.get(name).await?.status == ShedStatus::Running {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Go on regardless: the exec itself reports what is wrong, if anything.
+        Ok(())
+    }
+
+    /// Starts an attached exec in shed `name` as the configured container user.
+    pub async fn start_exec(
+        &self,
+        name: &str,
+        request: ExecRequest,
+    ) -> Result<InteractiveExec, BackendError> {
+        let docker = self.docker().await?;
+        let container = self.naming.container(name);
+        let exec = docker
+            .create_exec(
+                &container,
+                CreateExecOptions {
+                    cmd: Some(request.cmd),
+                    env: Some(request.env),
+                    user: self.container_user.clone(),
+                    working_dir: Some("/workspace".to_string()),
+                    tty: Some(request.tty),
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some(404) => BackendError::ShedNotFound(name.into()),
+                _ => docker_error(e, &container),
+            })?;
+        let started = docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    tty: request.tty,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| docker_error(e, &container))?;
+        match started {
+            StartExecResults::Attached { output, input } => Ok(InteractiveExec {
+                id: exec.id,
+                output,
+                input,
+            }),
+            StartExecResults::Detached => Err(BackendError::Internal(
+                "exec started detached although attach was requested".into(),
+            )),
+        }
+    }
+
+    /// Resizes an exec's TTY.
+    pub async fn resize_exec(&self, id: &str, cols: u16, rows: u16) -> Result<(), BackendError> {
+        let docker = self.docker().await?;
+        let opts = bollard::query_parameters::ResizeExecOptions {
+            w: i32::from(cols.max(1)),
+            h: i32::from(rows.max(1)),
+        };
+        docker
+            .resize_exec(id, opts)
+            .await
+            .map_err(|e| docker_error(e, id))
+    }
+
+    /// The exit code of a finished exec; `None` while it still runs.
+    pub async fn exec_exit_code(&self, id: &str) -> Result<Option<i64>, BackendError> {
+        let docker = self.docker().await?;
+        let inspect = docker
+            .inspect_exec(id)
+            .await
+            .map_err(|e| docker_error(e, id))?;
+        Ok(match inspect.running {
+            Some(true) => None,
+            _ => Some(inspect.exit_code.unwrap_or(-1)),
+        })
+    }
+
+    /// Sends `signal` (a name such as `INT`) to an exec's process, and to its
+    /// process group when it leads one, as `kill` inside the container.
+    ///
+    /// Docker reports the exec's pid in the host's pid namespace; the
+    /// container's pid comes from the `NSpid` line of `/proc/PID/status`, so
+    /// this needs shed-server to run on the Docker host, as it normally does.
+    pub async fn signal_exec(
+        &self,
+        name: &str,
+        id: &str,
+        signal: &str,
+    ) -> Result<(), BackendError> {
+        if !signal.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(BackendError::Internal(format!(
+                "bad signal name {signal:?}"
+            )));
+        }
+        let docker = self.docker().await?;
+        let inspect = docker
+            .inspect_exec(id)
+            .await
+            .map_err(|e| docker_error(e, id))?;
+        let (Some(true), Some(host_pid)) = (inspect.running, inspect.pid) else {
+            return Ok(());
+        };
+        let status = tokio::fs::read_to_string(format!("/proc/{host_pid}/status"))
+            .await
+            .map_err(|e| BackendError::Internal(format!("reading /proc/{host_pid}/status: {e}")))?;
+        let pid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|pids| pids.split_whitespace().last())
+            .and_then(|p| p.parse::<u32>().ok())
+            .ok_or_else(|| BackendError::Internal(format!("no NSpid for host pid {host_pid}")))?;
+        // The group first (a shell and its jobs, like a terminal hangup), then
+        // the process alone when it does not lead a group.
+        let script = format!("kill -s {signal} -- -{pid} 2>/dev/null || kill -s {signal} {pid}");
+        let cmd = vec!["/bin/sh".to_string(), "-c".into(), script];
+        self.exec_capture(&self.naming.container(name), cmd, Vec::new())
+            .await
+            .map(|_| ())
+    }
+}
+
 #[async_trait]
 impl ShedBackend for DockerBackend {
     async fn list(&self) -> Result<Vec<Shed>, BackendError> {

@@ -14,7 +14,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::api::{validate_shed_name, CreateShedRequest, ServerInfo, Shed, ShedList};
+use crate::api::{
+    known_hosts_line, validate_shed_name, CreateShedRequest, ServerInfo, Shed, ShedList, SshHostKey,
+};
 use crate::server::backend::{NewShed, ShedBackend};
 use crate::server::error::ApiError;
 use crate::server::repo::RepoSpec;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub default_image: String,
     /// Bearer token, when auth is on.
     pub api_token: Option<Arc<str>>,
+    /// The SSH gateway's public host key, OpenSSH format.
+    pub ssh_host_key: Option<String>,
 }
 
 /// `axum::Json` whose rejections use the API error body.
@@ -54,6 +58,7 @@ pub struct ApiQuery<T>(pub T);
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/api/info", get(info))
+        .route("/api/ssh-host-key", get(ssh_host_key))
         .route("/api/sheds", get(list_sheds).post(create_shed))
         .route("/api/sheds/{name}", get(get_shed).delete(delete_shed))
         .route("/api/sheds/{name}/start", post(start_shed))
@@ -100,6 +105,28 @@ async fn health() -> Json<serde_json::Value> {
 
 async fn info(State(state): State<AppState>) -> Json<ServerInfo> {
     Json(state.info)
+}
+
+async fn ssh_host_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<SshHostKey>, ApiError> {
+    let key = state.ssh_host_key.clone().ok_or(ApiError::NotFound)?;
+    // The known_hosts line names the host the way this client reached us.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| match h.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => h,
+        })
+        .unwrap_or("localhost")
+        .to_string();
+    Ok(Json(SshHostKey {
+        known_hosts: known_hosts_line(&host, state.info.ssh_port, &key),
+        public_key: key,
+        ssh_port: state.info.ssh_port,
+    }))
 }
 
 /// Checks a shed name taken from a path or body.
@@ -223,6 +250,7 @@ mod tests {
             },
             default_image: "img".into(),
             api_token: token.map(Arc::from),
+            ssh_host_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests".into()),
         })
     }
 
@@ -395,6 +423,25 @@ mod tests {
             serde_json::json!([]),
             "bad input created something"
         );
+    }
+
+    #[tokio::test]
+    async fn host_key_is_served_in_known_hosts_form() {
+        let app = app(None);
+        let (s, body) = call(
+            &app,
+            "GET",
+            "/api/ssh-host-key",
+            None,
+            &[("host", "box.example:8080")],
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            body["known_hosts"],
+            "[box.example]:2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"
+        );
+        assert_eq!(body["ssh_port"], 2);
     }
 
     #[tokio::test]

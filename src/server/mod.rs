@@ -8,6 +8,7 @@ pub mod error;
 mod fake;
 pub mod http;
 pub mod repo;
+pub mod ssh;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +42,30 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
     }
 
+    let host_key =
+        ssh::keys::load_or_create_host_key(&config.data_dir).context("loading the SSH host key")?;
+    let ssh_public = host_key
+        .public_key()
+        .to_openssh()
+        .context("encoding the SSH host key")?;
+    let policy = if config.allow_any_key {
+        tracing::warn!("allow_any_key: the SSH gateway accepts ANY key");
+        ssh::keys::KeyPolicy::AnyKey
+    } else {
+        let path = config.authorized_keys_path();
+        if !path.is_file() {
+            tracing::warn!(path = %path.display(), "authorized_keys not found; no SSH key can log in until it exists");
+        }
+        ssh::keys::KeyPolicy::AuthorizedKeys(path)
+    };
+    let ssh_addr = SocketAddr::new(config.bind, config.ssh_port);
+    let ssh_listener = TcpListener::bind(ssh_addr)
+        .await
+        .with_context(|| format!("binding the SSH gateway to {ssh_addr}"))?;
+    let ssh_local = ssh_listener
+        .local_addr()
+        .context("reading the SSH address")?;
+
     let addr = SocketAddr::new(config.bind, config.http_port);
     let listener = TcpListener::bind(addr)
         .await
@@ -48,19 +73,29 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let local = listener.local_addr().context("reading the bound address")?;
 
     let state = http::AppState {
-        backend,
+        backend: backend.clone(),
         info: ServerInfo {
             name: config.name.clone(),
             version: VERSION.into(),
             http_port: local.port(),
-            ssh_port: config.ssh_port,
+            ssh_port: ssh_local.port(),
         },
         default_image: config.default_image.clone(),
         api_token: config.api_token.as_deref().map(Arc::from),
+        ssh_host_key: Some(ssh_public),
     };
-    tracing::info!(name = %config.name, %local, "shed-server listening");
-    // Scripts and tests read the actual port from this line when http_port is 0.
-    println!("shed-server {} listening on http://{local}", config.name);
+    let gateway = ssh::Gateway::new(backend.clone(), host_key, policy);
+    tokio::spawn(async move {
+        if let Err(e) = gateway.serve(ssh_listener).await {
+            tracing::error!(error = %e, "the SSH gateway stopped");
+        }
+    });
+    tracing::info!(name = %config.name, http = %local, ssh = %ssh_local, "shed-server listening");
+    // Scripts and tests read the actual ports from this line when a port is 0.
+    println!(
+        "shed-server {} listening on http://{local} ssh://{ssh_local}",
+        config.name
+    );
 
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -165,6 +165,8 @@ pub struct ServerOpts {
     pub extra: String,
     /// Server name.
     pub name: Option<String>,
+    /// `data_dir`, to keep the host key across restarts; a temp dir if `None`.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A running shed-server process; killed, and its sheds removed, on drop.
@@ -172,6 +174,8 @@ pub struct TestServer {
     child: Child,
     /// Port of the HTTP API.
     pub port: u16,
+    /// Port of the SSH gateway.
+    pub ssh_port: u16,
     /// Its isolation prefix.
     pub prefix: String,
     /// Its name.
@@ -194,18 +198,22 @@ impl TestServer {
         let name = opts.name.clone().unwrap_or_else(|| format!("srv-{prefix}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let config = format!(
-            "name = {name:?}\nhttp_port = 0\nisolation_prefix = {prefix:?}\n\
-             default_image = {image:?}\ndata_dir = {:?}\n{}\n",
-            dir.path().join("data"),
+            "name = {name:?}\nhttp_port = 0\nssh_port = 0\nisolation_prefix = {prefix:?}\n\
+             default_image = {image:?}\ndata_dir = {:?}\nauthorized_keys = {:?}\n{}\n",
+            opts.data_dir
+                .clone()
+                .unwrap_or_else(|| dir.path().join("data")),
+            dir.path().join("authorized_keys"),
             opts.extra
         );
         let config_path = dir.path().join("server.toml");
         std::fs::write(&config_path, config).unwrap();
-        let (child, port) = spawn_server(&config_path, dir.path())
+        let (child, ports) = spawn_server(&config_path, dir.path())
             .unwrap_or_else(|log| panic!("shed-server did not start:\n{log}"));
         TestServer {
             child,
-            port,
+            port: ports.http,
+            ssh_port: ports.ssh,
             prefix,
             name,
             dir,
@@ -275,9 +283,31 @@ fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::ExitSt
     None
 }
 
+/// Ports of a running server.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// HTTP API.
+    pub http: u16,
+    /// SSH gateway.
+    pub ssh: u16,
+}
+
+/// Parses `shed-server NAME listening on http://IP:PORT ssh://IP:PORT`.
+pub fn parse_listening(line: &str) -> Option<Ports> {
+    let port = |scheme: &str| -> Option<u16> {
+        let rest = &line[line.find(scheme)? + scheme.len()..];
+        let addr = rest.split_whitespace().next()?;
+        addr.rsplit_once(':')?.1.parse().ok()
+    };
+    Some(Ports {
+        http: port("http://")?,
+        ssh: port("ssh://")?,
+    })
+}
+
 /// Spawns `shed-server serve --config FILE`, waits for its "listening" line,
-/// and returns the child and port; on failure, the log.
-pub fn spawn_server(config: &Path, dir: &Path) -> Result<(Child, u16), String> {
+/// and returns the child and ports; on failure, the log.
+pub fn spawn_server(config: &Path, dir: &Path) -> Result<(Child, Ports), String> {
     let log_path = dir.join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shed-server"))
@@ -301,12 +331,8 @@ pub fn spawn_server(config: &Path, dir: &Path) -> Result<(Child, u16), String> {
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(line) => {
-                if let Some(port) = line
-                    .rsplit_once(':')
-                    .filter(|_| line.contains("listening on"))
-                    .and_then(|(_, p)| p.parse().ok())
-                {
-                    return Ok((child, port));
+                if let Some(ports) = parse_listening(&line) {
+                    return Ok((child, ports));
                 }
             }
             Err(_) => {
@@ -480,5 +506,195 @@ pub mod http {
     /// DELETE.
     pub async fn delete(url: &str) -> Reply {
         send("DELETE", url, None, &[]).await
+    }
+}
+
+/// An ed25519 key pair made with the real `ssh-keygen`.
+pub struct SshKey {
+    /// Private key file.
+    pub private: PathBuf,
+    /// Public key line.
+    pub public: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SshKey {
+    /// Generates a fresh key.
+    pub fn generate() -> SshKey {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("id_ed25519");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "shed-test", "-f"])
+            .arg(&private)
+            .output()
+            .expect("ssh-keygen (install openssh-client)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public = std::fs::read_to_string(private.with_extension("pub")).unwrap();
+        SshKey {
+            private,
+            public,
+            _dir: dir,
+        }
+    }
+}
+
+impl TestServer {
+    /// Lists `key` in this server's authorized_keys.
+    pub fn authorize(&self, key: &SshKey) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("authorized_keys"))
+            .unwrap();
+        file.write_all(key.public.as_bytes()).unwrap();
+    }
+
+    /// Runs the real `ssh` client against the gateway as `user`, with `key`
+    /// and no host key checking (tests of the CLI check host keys).
+    pub fn ssh(&self, key: &SshKey, user: &str, extra: &[&str]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("-i")
+        .arg(&key.private)
+        .args(["-p", &self.ssh_port.to_string()])
+        .args(extra)
+        .arg(format!("{user}@127.0.0.1"))
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Cli {
+    /// Adds `server` with `key` as its identity.
+    pub fn add_server_with_key(&self, server: &TestServer, name: &str, key: &SshKey) {
+        let port = server.port.to_string();
+        let identity = key.private.to_string_lossy().into_owned();
+        self.ok(&[
+            "server",
+            "add",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--name",
+            name,
+            "--identity",
+            &identity,
+        ]);
+    }
+
+    /// A `shed` command with this config, for callers that need pipes.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shed"));
+        cmd.args(args)
+            .env("SHED_CONFIG", self.config_path())
+            .env("HOME", self.dir.path())
+            .env_remove("SSH_AUTH_SOCK");
+        cmd
+    }
+}
+
+/// A private tmux server on the host, to drive interactive programs the way
+/// a person at a terminal would.
+pub struct HostTmux {
+    socket: String,
+}
+
+impl HostTmux {
+    /// A new, empty tmux server with its own socket.
+    pub fn new() -> HostTmux {
+        HostTmux {
+            socket: format!("shedtest-{}", unique_prefix()),
+        }
+    }
+
+    /// Runs `tmux -L SOCKET ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux (install tmux)")
+    }
+
+    /// Starts `command` in a new detached session of the given size.
+    pub fn start(
+        &self,
+        session: &str,
+        cols: u16,
+        rows: u16,
+        env: &[(&str, String)],
+        command: &str,
+    ) {
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        let mut args = vec!["new-session", "-d", "-s", session, "-x", &cols, "-y", &rows];
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for e in &env {
+            args.push("-e");
+            args.push(e);
+        }
+        args.push(command);
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Keep the pane around after the program exits, to read what it printed.
+        self.run(&["set-option", "-t", session, "remain-on-exit", "on"]);
+    }
+
+    /// The visible screen of a session's pane.
+    pub fn screen(&self, session: &str) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", session]).stdout)
+            .into_owned()
+    }
+
+    /// Types keys (tmux key names, like `Enter` or `C-c`).
+    pub fn keys(&self, session: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", session];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Waits until the screen satisfies `check`; panics with the screen if not.
+    pub fn wait_for(&self, session: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        let ok = wait_until(Duration::from_secs(15), || {
+            last = self.screen(session);
+            check(&last)
+        });
+        assert!(ok, "timed out waiting for {what}; screen:\n{last}");
+        last
+    }
+
+    /// Whether the session's pane program has exited.
+    pub fn pane_dead(&self, session: &str) -> bool {
+        let out = self.run(&["display-message", "-p", "-t", session, "#{pane_dead}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+}
+
+impl Drop for HostTmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
     }
 }
