@@ -19,7 +19,16 @@ fn readme_walkthrough_add_create_list_stop_start_delete() {
         config.contains(&format!("default_server = \"{}\"", server.name)),
         "{config}"
     );
-    assert!(config.contains("ssh_port = 2222"), "{config}");
+    assert!(
+        config.contains(&format!("ssh_port = {}", server.ssh_port)),
+        "{config}"
+    );
+    // The gateway's host key is recorded beside the config.
+    let known = std::fs::read_to_string(cli.dir.path().join("known_hosts")).unwrap();
+    assert!(
+        known.starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", server.ssh_port)),
+        "{known}"
+    );
 
     let out = cli.ok(&["create", "demo"]);
     assert!(out.contains("Created shed demo"), "{out}");

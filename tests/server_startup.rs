@@ -52,10 +52,9 @@ fn env_var_and_cwd_config_are_found() {
         "name = \"from-cwd\"\nhttp_port = 0\nssh_port = 0\n",
     )
     .unwrap();
-    let (mut child, port) = spawn_from(server_cmd(dir.path()).arg("serve"), dir.path());
+    let (child, port) = spawn_from(server_cmd(dir.path()).arg("serve"), dir.path());
     let info = fetch_info(port);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(info["name"], "from-cwd");
 
     // $SHED_SERVER_CONFIG beats ./server.toml.
@@ -63,10 +62,9 @@ fn env_var_and_cwd_config_are_found() {
     std::fs::write(&other, "name = \"from-env\"\nhttp_port = 0\nssh_port = 0\n").unwrap();
     let mut cmd = server_cmd(dir.path());
     cmd.arg("serve").env("SHED_SERVER_CONFIG", &other);
-    let (mut child, port) = spawn_from(&mut cmd, dir.path());
+    let (child, port) = spawn_from(&mut cmd, dir.path());
     let info = fetch_info(port);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(info["name"], "from-env");
 }
 
@@ -75,12 +73,14 @@ fn runs_with_no_config_file_at_all() {
     require_docker();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let mut child = server_cmd(dir.path())
-        .arg("serve")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let child = ChildGuard(
+        server_cmd(dir.path())
+            .arg("serve")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     // Defaults bind 127.0.0.1:8080 and :2222. If another program holds one the
     // server still got past config loading, which is what is under test.
     let ok = wait_until(std::time::Duration::from_secs(20), || {
@@ -90,8 +90,7 @@ fn runs_with_no_config_file_at_all() {
             || text.contains("binding the SSH gateway to 127.0.0.1:2222")
     });
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(ok, "{text}");
     assert!(text.contains("built-in defaults"), "{text}");
 }
@@ -121,9 +120,8 @@ fn public_bind_needs_a_token_or_an_explicit_opt_out() {
     .unwrap();
     let mut cmd = server_cmd(dir.path());
     cmd.args(["serve", "--config"]).arg(&path);
-    let (mut child, _port) = spawn_from(&mut cmd, dir.path());
-    let _ = child.kill();
-    let _ = child.wait();
+    let (child, _port) = spawn_from(&mut cmd, dir.path());
+    drop(child);
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
     assert!(
         log.contains("WARN") && log.contains("without authentication"),
@@ -154,27 +152,24 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(server.log().contains("shed-server stopped"));
 }
 
-fn spawn_from(cmd: &mut Command, dir: &std::path::Path) -> (std::process::Child, u16) {
+fn spawn_from(cmd: &mut Command, dir: &std::path::Path) -> (ChildGuard, u16) {
     let log = dir.join("server.log");
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = ChildGuard(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-    let port = line
-        .trim()
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no port in {line:?}: {}",
-                std::fs::read_to_string(&log).unwrap()
-            )
-        });
-    (child, port)
+    let ports = parse_listening(&line).unwrap_or_else(|| {
+        panic!(
+            "no ports in {line:?}: {}",
+            std::fs::read_to_string(&log).unwrap()
+        )
+    });
+    (child, ports.http)
 }
 
 fn fetch_info(port: u16) -> serde_json::Value {

@@ -99,7 +99,7 @@ async fn exec_output_exit_code_quoting_and_stdin() {
 async fn output_streams_and_a_closed_connection_leaves_nothing_running() {
     let s = setup().await;
     let container = s.server.container("demo");
-    let mut child = s
+    let child = s
         .cli
         .command(&[
             "exec",
@@ -114,8 +114,9 @@ async fn output_streams_and_a_closed_connection_leaves_nothing_running() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = ChildGuard(child);
     // The first line arrives while the command still runs: output is streamed.
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "first\n");
@@ -124,10 +125,9 @@ async fn output_streams_and_a_closed_connection_leaves_nothing_running() {
         "sleep 4242"
     )
     .is_empty()));
-    assert!(child.try_wait().unwrap().is_none(), "exec ended early");
+    assert!(child.0.try_wait().unwrap().is_none(), "exec ended early");
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     assert!(
         wait_until(Duration::from_secs(15), || processes_matching(
             &container,
@@ -418,8 +418,10 @@ async fn console_is_a_login_shell_in_the_workspace() {
             "Enter",
         ],
     );
+    // TERM comes from the pty request: the host tmux pane's terminal type.
     host.wait_for("c", "the shell's answer", |screen| {
-        screen.contains("at:/workspace:demo:") && screen.contains("login-yes")
+        (screen.contains("at:/workspace:demo:screen") || screen.contains("at:/workspace:demo:tmux"))
+            && screen.contains("login-yes")
     });
     host.keys("c", &["exit", "Enter"]);
     assert!(wait_until(Duration::from_secs(10), || host.pane_dead("c")));
@@ -465,5 +467,116 @@ async fn ssh_config_install_and_uninstall() {
     assert_eq!(
         std::fs::read_to_string(ssh_dir.join("config")).unwrap(),
         "Host mine\n    User me\n"
+    );
+}
+
+/// A minimal russh client, because OpenSSH's client cannot send `signal` requests.
+struct TrustingClient;
+
+impl russh::client::Handler for TrustingClient {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+#[tokio::test]
+async fn ssh_signal_requests_reach_the_process() {
+    use russh::keys::{load_secret_key, PrivateKeyWithHashAlg};
+    use russh::{ChannelMsg, Sig};
+    use std::sync::Arc;
+
+    let s = setup().await;
+    let config = Arc::new(russh::client::Config::default());
+    let mut session =
+        russh::client::connect(config, ("127.0.0.1", s.server.ssh_port), TrustingClient)
+            .await
+            .unwrap();
+    let key = load_secret_key(&s.key.private, None).unwrap();
+    let auth = session
+        .authenticate_publickey("demo", PrivateKeyWithHashAlg::new(Arc::new(key), None))
+        .await
+        .unwrap();
+    assert!(auth.success());
+    let mut channel = session.channel_open_session().await.unwrap();
+    channel
+        .exec(
+            true,
+            "trap 'echo got-int; exit 5' INT; echo ready; while :; do sleep 0.1; done",
+        )
+        .await
+        .unwrap();
+    let mut output = String::new();
+    let mut exit = None;
+    let mut signalled = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, channel.wait()).await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                output.push_str(&String::from_utf8_lossy(&data));
+                if output.contains("ready") && !signalled {
+                    channel.signal(Sig::INT).await.unwrap();
+                    signalled = true;
+                }
+            }
+            ChannelMsg::ExitStatus { exit_status } => exit = Some(exit_status),
+            _ => {}
+        }
+    }
+    assert!(output.contains("got-int"), "{output}");
+    assert_eq!(exit, Some(5));
+}
+
+#[tokio::test]
+async fn every_exec_runs_as_the_configured_container_user() {
+    let server = TestServer::start_with(ServerOpts {
+        extra: "container_user = \"shed\"\n".into(),
+        ..Default::default()
+    });
+    let key = SshKey::generate();
+    server.authorize(&key);
+    let r = post(
+        &server.url("/api/sheds"),
+        r#"{"name":"u","repo":"file:///srv/git/hello.git"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let cli = Cli::new();
+    cli.add_server_with_key(&server, "s", &key);
+    assert_eq!(cli.ok(&["exec", "u", "--", "id", "-un"]), "shed\n");
+    // The clone ran as that user too, so the user owns the checkout.
+    assert_eq!(
+        cli.ok(&["exec", "u", "--", "stat", "-c", "%U", "/workspace/hello"]),
+        "shed\n"
+    );
+    // tmux keeps one socket per user: a session made through the gateway is
+    // visible to the same user's tmux, which is what the sessions API will use.
+    cli.ok(&[
+        "exec",
+        "u",
+        "--",
+        "tmux",
+        "new-session",
+        "-d",
+        "-s",
+        "probe",
+    ]);
+    let container = server.container("u");
+    assert_eq!(
+        docker(&[
+            "exec",
+            "-u",
+            "shed",
+            &container,
+            "tmux",
+            "list-sessions",
+            "-F",
+            "#{session_name}"
+        ]),
+        "probe"
     );
 }

@@ -698,3 +698,13 @@ impl Drop for HostTmux {
         let _ = self.run(&["kill-server"]);
     }
 }
+
+/// Kills and reaps a child process when dropped, so a failing test leaves no process behind.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
