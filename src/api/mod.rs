@@ -86,6 +86,122 @@ pub struct ServerInfo {
     pub ssh_port: u16,
 }
 
+/// What a tmux session is doing, as far as a glance can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// At least one client is attached.
+    Attached,
+    /// Output within the last [`ACTIVE_WINDOW_SECS`] seconds.
+    Active,
+    /// Neither.
+    Idle,
+}
+
+/// A session with output more recent than this many seconds is `active`.
+pub const ACTIVE_WINDOW_SECS: i64 = 10;
+
+impl std::fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SessionStatus::Attached => "attached",
+            SessionStatus::Active => "active",
+            SessionStatus::Idle => "idle",
+        })
+    }
+}
+
+/// A tmux session inside a shed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Session name.
+    pub name: String,
+    /// The shed it runs in.
+    pub shed: String,
+    /// The server the shed lives on.
+    pub server: String,
+    /// When tmux created it.
+    pub created_at: DateTime<Utc>,
+    /// Last input or output.
+    pub last_activity: DateTime<Utc>,
+    /// Seconds since `last_activity`.
+    pub idle_seconds: u64,
+    /// Number of attached clients.
+    pub attached: u32,
+    /// Number of windows.
+    pub windows: u32,
+    /// Foreground command of the active pane, e.g. `claude` or `bash`.
+    pub current_command: String,
+    /// Working directory of the active pane.
+    pub cwd: String,
+    /// attached, active or idle.
+    pub status: SessionStatus,
+}
+
+/// Body of `GET /api/sheds/{name}/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionList {
+    /// Sessions sorted by name.
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// A shed whose sessions could not be listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShedWarning {
+    /// The shed.
+    pub shed: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Body of `GET /api/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllSessions {
+    /// Sessions of every running shed, sorted by shed, then session.
+    pub sessions: Vec<SessionInfo>,
+    /// Sheds that failed or timed out; never dropped silently.
+    pub warnings: Vec<ShedWarning>,
+}
+
+/// Body of `POST /api/sheds/{name}/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionRequest {
+    /// Session name; see [`validate_session_name`].
+    pub name: String,
+    /// Command line run by the session's shell instead of an interactive shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Absolute working directory [default: `/workspace`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Extra environment for the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Body of `GET /api/sheds/{name}/sessions/{session}/output`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionOutput {
+    /// The session.
+    pub session: String,
+    /// The shed.
+    pub shed: String,
+    /// The last lines of the active pane, scrollback included, joined by `\n`.
+    pub output: String,
+}
+
+/// Body of `POST /api/sheds/{name}/sessions/{session}/input`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendInputRequest {
+    /// Text typed literally: nothing in it is read as a key name.
+    pub text: String,
+    /// Press Enter after the text.
+    #[serde(default)]
+    pub enter: bool,
+}
+
 /// Body of `GET /api/ssh-host-key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SshHostKey {
@@ -124,6 +240,20 @@ pub enum ErrorCode {
     Unauthorized,
     /// No shed with that name.
     ShedNotFound,
+    /// A session name broke the session name rule.
+    InvalidSessionName,
+    /// No tmux session with exactly that name.
+    SessionNotFound,
+    /// The shed is not running, so its sessions cannot be reached.
+    ShedNotRunning,
+    /// A session with that name already exists.
+    SessionExists,
+    /// The shed has as many sessions as the server allows.
+    MaxSessions,
+    /// The shed's image has no tmux.
+    TmuxNotAvailable,
+    /// The shed did not answer in time.
+    Timeout,
     /// No such route.
     NotFound,
     /// The route exists but not for this method.
@@ -154,6 +284,13 @@ impl ErrorCode {
             ErrorCode::CloneFailed => "CLONE_FAILED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::ShedNotFound => "SHED_NOT_FOUND",
+            ErrorCode::InvalidSessionName => "INVALID_SESSION_NAME",
+            ErrorCode::SessionNotFound => "SESSION_NOT_FOUND",
+            ErrorCode::ShedNotRunning => "SHED_NOT_RUNNING",
+            ErrorCode::SessionExists => "SESSION_EXISTS",
+            ErrorCode::MaxSessions => "MAX_SESSIONS",
+            ErrorCode::TmuxNotAvailable => "TMUX_NOT_AVAILABLE",
+            ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::ShedExists => "SHED_EXISTS",
@@ -222,6 +359,8 @@ mod tests {
             ErrorCode::ShedAlreadyRunning,
             ErrorCode::DockerUnavailable,
             ErrorCode::UnsupportedMediaType,
+            ErrorCode::InvalidSessionName,
+            ErrorCode::TmuxNotAvailable,
         ] {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().into()));

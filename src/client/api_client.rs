@@ -7,7 +7,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::api::{CreateShedRequest, ErrorBody, ErrorCode, ServerInfo, Shed, ShedList, SshHostKey};
+use crate::api::{
+    AllSessions, CreateSessionRequest, CreateShedRequest, ErrorBody, ErrorCode, SendInputRequest,
+    ServerInfo, SessionInfo, SessionList, SessionOutput, Shed, ShedList, SshHostKey,
+};
 use crate::client::config::ServerEntry;
 
 /// How long to wait for a TCP connection before calling a server unreachable.
@@ -215,6 +218,74 @@ impl ApiClient {
             .call(Method::POST, &path, None::<&()>, QUICK_TIMEOUT)
             .await?;
         self.expect(shed)
+    }
+}
+
+impl ApiClient {
+    /// `GET /api/sheds/{shed}/sessions`.
+    pub async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, ClientError> {
+        Ok(self
+            .get_json::<SessionList>(&format!("/api/sheds/{shed}/sessions"))
+            .await?
+            .sessions)
+    }
+
+    /// `GET /api/sheds/{shed}/sessions/{session}`.
+    pub async fn get_session(&self, shed: &str, session: &str) -> Result<SessionInfo, ClientError> {
+        self.get_json(&format!("/api/sheds/{shed}/sessions/{session}"))
+            .await
+    }
+
+    /// `GET /api/sessions`.
+    pub async fn all_sessions(&self) -> Result<AllSessions, ClientError> {
+        self.get_json("/api/sessions").await
+    }
+
+    /// `POST /api/sheds/{shed}/sessions`.
+    pub async fn create_session(
+        &self,
+        shed: &str,
+        request: &CreateSessionRequest,
+    ) -> Result<SessionInfo, ClientError> {
+        let path = format!("/api/sheds/{shed}/sessions");
+        let session = self
+            .call(Method::POST, &path, Some(request), QUICK_TIMEOUT)
+            .await?;
+        self.expect(session)
+    }
+
+    /// `DELETE /api/sheds/{shed}/sessions/{session}`.
+    pub async fn kill_session(&self, shed: &str, session: &str) -> Result<(), ClientError> {
+        let path = format!("/api/sheds/{shed}/sessions/{session}");
+        self.call::<serde_json::Value, ()>(Method::DELETE, &path, None, QUICK_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /api/sheds/{shed}/sessions/{session}/output?lines=N`.
+    pub async fn session_output(
+        &self,
+        shed: &str,
+        session: &str,
+        lines: usize,
+    ) -> Result<SessionOutput, ClientError> {
+        self.get_json(&format!(
+            "/api/sheds/{shed}/sessions/{session}/output?lines={lines}"
+        ))
+        .await
+    }
+
+    /// `POST /api/sheds/{shed}/sessions/{session}/input`.
+    pub async fn send_input(
+        &self,
+        shed: &str,
+        session: &str,
+        request: &SendInputRequest,
+    ) -> Result<(), ClientError> {
+        let path = format!("/api/sheds/{shed}/sessions/{session}/input");
+        self.call::<serde_json::Value, _>(Method::POST, &path, Some(request), QUICK_TIMEOUT)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -80,6 +80,9 @@ pub enum Command {
     Exec {
         /// Shed name.
         name: String,
+        /// Run inside this tmux session, visibly to anyone attached (in a new window).
+        #[arg(long, value_name = "SESSION")]
+        session: Option<String>,
         /// Command and arguments, each passed through exactly (after `--`).
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
@@ -112,10 +115,75 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List tmux sessions, or manage one (kill, new, peek, send).
+    #[command(args_conflicts_with_subcommands = true)]
+    Sessions {
+        /// What to do; without one, list.
+        #[command(subcommand)]
+        action: Option<SessionsCommand>,
+        /// Only this shed's sessions.
+        shed: Option<String>,
+        /// Every configured server, queried concurrently.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON: {"sessions":[...],"errors":[...]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// Shell to generate for.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `shed sessions ...`.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Kill the session with exactly this name.
+    Kill {
+        /// Shed name.
+        shed: String,
+        /// Session name.
+        session: String,
+    },
+    /// Start a detached session, e.g. an agent to walk away from.
+    New {
+        /// Shed name.
+        shed: String,
+        /// Session name.
+        session: String,
+        /// Working directory [default: /workspace].
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<String>,
+        /// Command and arguments [default: a shell].
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Print a session's recent output, scrollback included.
+    Peek {
+        /// Shed name.
+        shed: String,
+        /// Session name.
+        session: String,
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 40)]
+        lines: usize,
+        /// Keep printing new output until Ctrl-C.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Type text into a session (literally: key names are not interpreted).
+    Send {
+        /// Shed name.
+        shed: String,
+        /// Session name.
+        session: String,
+        /// The text.
+        text: String,
+        /// Press Enter after the text.
+        #[arg(long)]
+        enter: bool,
     },
 }
 
@@ -172,9 +240,53 @@ mod tests {
         ])
         .unwrap();
         match cli.command {
-            Command::Exec { name, command } => {
+            Command::Exec { name, command, .. } => {
                 assert_eq!(name, "demo");
                 assert_eq!(command, ["printf", "%s\n", "a b", "-c", "c;d"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sessions_list_and_subcommands_parse() {
+        let cli = Cli::try_parse_from(["shed", "sessions", "--all", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Sessions {
+                action: None,
+                shed: None,
+                all: true,
+                json: true
+            }
+        ));
+        let cli = Cli::try_parse_from(["shed", "sessions", "myproj"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Sessions {
+                action: None,
+                shed: Some(_),
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["shed", "sessions", "kill", "myproj", "debug"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Sessions {
+                action: Some(SessionsCommand::Kill { .. }),
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from([
+            "shed", "sessions", "new", "p", "agent", "--", "claude", "--resume",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Sessions {
+                action: Some(SessionsCommand::New { command, .. }),
+                ..
+            } => {
+                assert_eq!(command, ["claude", "--resume"])
             }
             other => panic!("{other:?}"),
         }

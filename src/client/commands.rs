@@ -35,11 +35,16 @@ impl Outcome {
     }
 }
 
-/// A server that could not answer, as reported in `--json` output.
+/// A server (or one of its sheds) that could not answer, as reported in `--json` output.
 #[derive(Debug, Serialize)]
-struct ServerFailure {
-    server: String,
-    message: String,
+pub(crate) struct ServerFailure {
+    /// The configured server name.
+    pub server: String,
+    /// The shed, when only one shed failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shed: Option<String>,
+    /// What went wrong.
+    pub message: String,
 }
 
 /// Runs a parsed command line.
@@ -66,7 +71,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             force,
         } => ctx.delete(&name, keep_volume, force).await,
         Command::Console { name } => ctx.console(&name).await,
-        Command::Exec { name, command } => ctx.exec(&name, &command).await,
+        Command::Exec {
+            name,
+            command,
+            session: None,
+        } => ctx.exec(&name, &command).await,
+        Command::Exec {
+            name,
+            command,
+            session: Some(session),
+        } => ctx.exec_in_session(&name, &session, &command).await,
+        Command::Sessions {
+            action,
+            shed,
+            all,
+            json,
+        } => match action {
+            None => ctx.list_sessions(shed.as_deref(), all, json).await,
+            Some(action) => ctx.session_action(action).await,
+        },
         Command::Attach {
             name,
             session,
@@ -88,14 +111,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-struct Ctx {
+/// What every command works from: the loaded config and the `-s` flag.
+pub(crate) struct Ctx {
     config_path: PathBuf,
     config: ClientConfig,
     server_flag: Option<String>,
 }
 
 impl Ctx {
-    fn configured_names(&self) -> String {
+    pub(crate) fn configured_names(&self) -> String {
         self.config
             .servers
             .keys()
@@ -104,7 +128,7 @@ impl Ctx {
             .join(", ")
     }
 
-    fn client(&self, name: &str) -> anyhow::Result<ApiClient> {
+    pub(crate) fn client(&self, name: &str) -> anyhow::Result<ApiClient> {
         match self.config.servers.get(name) {
             Some(entry) => Ok(ApiClient::new(name, entry)),
             None if self.config.servers.is_empty() => {
@@ -118,7 +142,7 @@ impl Ctx {
     }
 
     /// The server named by `-s`, else the default one.
-    fn selected(&self) -> anyhow::Result<ApiClient> {
+    pub(crate) fn selected(&self) -> anyhow::Result<ApiClient> {
         match self
             .server_flag
             .as_deref()
@@ -136,7 +160,7 @@ impl Ctx {
         }
     }
 
-    fn all_clients(&self) -> Vec<ApiClient> {
+    pub(crate) fn all_clients(&self) -> Vec<ApiClient> {
         self.config
             .servers
             .iter()
@@ -146,7 +170,7 @@ impl Ctx {
 
     /// The server holding shed `name`: the `-s` server, or the one server
     /// (of all configured) that has it.
-    async fn find_shed(&self, name: &str) -> anyhow::Result<(ApiClient, Shed)> {
+    pub(crate) async fn find_shed(&self, name: &str) -> anyhow::Result<(ApiClient, Shed)> {
         check_shed_name(name)?;
         if let Some(server) = &self.server_flag {
             let client = self.client(server)?;
@@ -251,6 +275,7 @@ impl Ctx {
                 })),
                 Err(e) => failures.push(ServerFailure {
                     server: client.server().to_string(),
+                    shed: None,
                     message: one_line(&e.to_string()),
                 }),
             }
@@ -349,7 +374,7 @@ impl Ctx {
     }
 
     /// Replaces this process with `ssh` to shed `name`.
-    async fn exec_ssh(
+    pub(crate) async fn exec_ssh(
         &self,
         name: &str,
         tty: Tty,
@@ -597,7 +622,7 @@ impl Ctx {
     }
 }
 
-fn check_shed_name(name: &str) -> anyhow::Result<()> {
+pub(crate) fn check_shed_name(name: &str) -> anyhow::Result<()> {
     validate_shed_name(name).map_err(|e| anyhow!("invalid shed name {name:?}: {e}"))
 }
 
@@ -629,7 +654,7 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
-fn warn(message: &str) {
+pub(crate) fn warn(message: &str) {
     eprintln!("warning: {}", one_line(message));
 }
 

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::api::Shed;
+use crate::api::{SessionInfo, Shed};
 
 /// What a create needs once the request has been validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,19 @@ pub struct NewShed {
     pub image: String,
     /// Repository to clone after start.
     pub repo: Option<crate::server::repo::RepoSpec>,
+}
+
+/// What a session create needs once the request has been validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// Validated session name.
+    pub name: String,
+    /// Command line for the session's shell, or `None` for an interactive shell.
+    pub command: Option<String>,
+    /// Absolute working directory.
+    pub cwd: String,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
 }
 
 /// Failures a backend reports; [`crate::server::error::ApiError`] maps them to HTTP.
@@ -44,6 +57,44 @@ pub enum BackendError {
         /// The tail of git's output.
         detail: String,
     },
+    /// No session with exactly this name in the shed.
+    #[error("no session named {session:?} in shed {shed:?}")]
+    SessionNotFound {
+        /// The shed.
+        shed: String,
+        /// The session.
+        session: String,
+    },
+    /// The session name is taken.
+    #[error("shed {shed:?} already has a session named {session:?}")]
+    SessionExists {
+        /// The shed.
+        shed: String,
+        /// The session.
+        session: String,
+    },
+    /// The shed is not running.
+    #[error("shed {0:?} is not running; start it first")]
+    ShedNotRunning(String),
+    /// The shed is at its session limit.
+    #[error(
+        "shed {shed:?} already has {max} sessions, the most this server allows; kill one first"
+    )]
+    MaxSessions {
+        /// The shed.
+        shed: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The image has no tmux.
+    #[error("tmux is not installed in shed {0:?}; use an image with tmux")]
+    TmuxNotAvailable(String),
+    /// The shed did not answer in time.
+    #[error("shed {0:?} did not answer in time")]
+    Timeout(String),
+    /// A request value that only the shed could check is wrong.
+    #[error("{0}")]
+    BadRequest(String),
     /// The Docker engine could not be reached; the detail is logged, not sent.
     #[error("docker engine unavailable: {0}")]
     DockerUnavailable(String),
@@ -67,4 +118,29 @@ pub trait ShedBackend: Send + Sync + 'static {
     async fn start(&self, name: &str) -> Result<Shed, BackendError>;
     /// Stops a running shed.
     async fn stop(&self, name: &str) -> Result<Shed, BackendError>;
+    /// Every tmux session in a running shed, sorted by name, in one exec.
+    async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError>;
+    /// Creates a detached session.
+    async fn create_session(
+        &self,
+        shed: &str,
+        new: NewSession,
+    ) -> Result<SessionInfo, BackendError>;
+    /// Kills the session with exactly this name.
+    async fn kill_session(&self, shed: &str, session: &str) -> Result<(), BackendError>;
+    /// The last `lines` lines of the session's active pane, scrollback included.
+    async fn session_output(
+        &self,
+        shed: &str,
+        session: &str,
+        lines: usize,
+    ) -> Result<String, BackendError>;
+    /// Types `text` literally into the session, then Enter if asked.
+    async fn send_input(
+        &self,
+        shed: &str,
+        session: &str,
+        text: &str,
+        enter: bool,
+    ) -> Result<(), BackendError>;
 }

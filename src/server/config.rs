@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub docker_host: Option<String>,
     /// User that runs every exec in a shed; empty means the image's default user.
     pub container_user: Option<String>,
+    /// Most tmux sessions one shed may have.
+    pub max_sessions_per_shed: usize,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +79,7 @@ impl Default for ServerConfig {
             allow_any_key: false,
             docker_host: None,
             container_user: None,
+            max_sessions_per_shed: 32,
         }
     }
 }
@@ -212,6 +215,12 @@ impl ServerConfig {
         }
         if self.default_image.trim().is_empty() {
             return Err(invalid("default_image", "must not be empty".into()));
+        }
+        if !(1..=1000).contains(&self.max_sessions_per_shed) {
+            return Err(invalid(
+                "max_sessions_per_shed",
+                format!("{} is not between 1 and 1000", self.max_sessions_per_shed),
+            ));
         }
         if let Some(prefix) = &self.isolation_prefix {
             let ok = !prefix.is_empty()

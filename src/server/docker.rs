@@ -20,9 +20,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
-use crate::api::{Shed, ShedStatus};
-use crate::server::backend::{BackendError, NewShed, ShedBackend};
+use crate::api::{SessionInfo, Shed, ShedStatus};
+use crate::server::backend::{BackendError, NewSession, NewShed, ShedBackend};
 use crate::server::config::ServerConfig;
+use crate::server::tmux::{self, TmuxFailure};
 
 /// Seconds Docker waits for a shed to stop before killing it.
 const STOP_TIMEOUT_SECS: i32 = 10;
@@ -183,14 +184,16 @@ impl DockerBackend {
         Ok(docker)
     }
 
-    /// Runs `cmd` in a running container and collects its output and exit status.
+    /// Runs `cmd` in shed `shed` as the container user and collects its
+    /// output and exit status.
     pub async fn exec_capture(
         &self,
-        container: &str,
+        shed: &str,
         cmd: Vec<String>,
         env: Vec<String>,
     ) -> Result<ExecOutput, BackendError> {
         let docker = self.docker().await?;
+        let container = &self.naming.container(shed);
         let exec = docker
             .create_exec(
                 container,
@@ -204,7 +207,11 @@ impl DockerBackend {
                 },
             )
             .await
-            .map_err(|e| docker_error(e, container))?;
+            .map_err(|e| match status_of(&e) {
+                Some(404) => BackendError::ShedNotFound(shed.into()),
+                Some(409) => BackendError::ShedNotRunning(shed.into()),
+                _ => docker_error(e, container),
+            })?;
         let started = docker
             .start_exec(&exec.id, Some(StartExecOptions::default()))
             .await
@@ -416,8 +423,7 @@ impl DockerBackend {
             "GIT_TERMINAL_PROMPT=0".to_string(),
             "GIT_SSH_COMMAND=ssh -o BatchMode=yes".into(),
         ];
-        let container = self.naming.container(&new.name);
-        let run = self.exec_capture(&container, cmd, env);
+        let run = self.exec_capture(&new.name, cmd, env);
         let output = tokio::time::timeout(CLONE_TIMEOUT, run)
             .await
             .map_err(|_| BackendError::CloneFailed {
@@ -600,9 +606,7 @@ impl DockerBackend {
         // the process alone when it does not lead a group.
         let script = format!("kill -s {signal} -- -{pid} 2>/dev/null || kill -s {signal} {pid}");
         let cmd = vec!["/bin/sh".to_string(), "-c".into(), script];
-        self.exec_capture(&self.naming.container(name), cmd, Vec::new())
-            .await
-            .map(|_| ())
+        self.exec_capture(name, cmd, Vec::new()).await.map(|_| ())
     }
 }
 
@@ -810,6 +814,198 @@ impl ShedBackend for DockerBackend {
             .map_err(|e| docker_error(e, &container))?;
         self.get(name).await
     }
+
+    async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
+        self.require_running(shed).await?;
+        match self.tmux(shed, tmux::list_command()).await? {
+            Ok(text) => Ok(tmux::parse_sessions(
+                &text,
+                shed,
+                &self.server_name,
+                Utc::now(),
+            )),
+            // A running shed without a tmux server simply has no sessions.
+            Err((TmuxFailure::NoServer, _)) => Ok(Vec::new()),
+            Err((_, message)) => Err(BackendError::Internal(format!(
+                "tmux list-sessions in shed {shed}: {message}"
+            ))),
+        }
+    }
+
+    async fn create_session(
+        &self,
+        shed: &str,
+        new: NewSession,
+    ) -> Result<SessionInfo, BackendError> {
+        self.require_running(shed).await?;
+        let check = vec!["test".to_string(), "-d".into(), new.cwd.clone()];
+        if self.exec_capture(shed, check, Vec::new()).await?.exit_code != 0 {
+            return Err(BackendError::BadRequest(format!(
+                "cwd {:?} is not a directory in shed {shed:?}",
+                new.cwd
+            )));
+        }
+        let mut cmd = args(&["tmux", "new-session", "-d", "-s", &new.name, "-c", &new.cwd]);
+        for (key, value) in &new.env {
+            cmd.push("-e".into());
+            cmd.push(format!("{key}={value}"));
+        }
+        if let Some(command) = &new.command {
+            cmd.push(command.clone());
+        }
+        match self.tmux(shed, cmd).await? {
+            Ok(_) => {}
+            Err((TmuxFailure::Duplicate, _)) => {
+                return Err(BackendError::SessionExists {
+                    shed: shed.into(),
+                    session: new.name,
+                })
+            }
+            Err((_, message)) => {
+                return Err(BackendError::Internal(format!(
+                    "tmux new-session in shed {shed}: {message}"
+                )))
+            }
+        }
+        let sessions = self.list_sessions(shed).await?;
+        match sessions.into_iter().find(|s| s.name == new.name) {
+            Some(session) => Ok(session),
+            // The command finished at once and took the session with it.
+            None => {
+                let now = Utc::now();
+                Ok(SessionInfo {
+                    name: new.name,
+                    shed: shed.into(),
+                    server: self.server_name.clone(),
+                    created_at: now,
+                    last_activity: now,
+                    idle_seconds: 0,
+                    attached: 0,
+                    windows: 0,
+                    current_command: String::new(),
+                    cwd: new.cwd,
+                    status: crate::api::SessionStatus::Idle,
+                })
+            }
+        }
+    }
+
+    async fn kill_session(&self, shed: &str, session: &str) -> Result<(), BackendError> {
+        self.require_running(shed).await?;
+        let target = tmux::session_target(session);
+        self.tmux(shed, args(&["tmux", "kill-session", "-t", &target]))
+            .await?
+            .map(|_| ())
+            .map_err(|f| Self::session_failure(shed, session, f))
+    }
+
+    async fn session_output(
+        &self,
+        shed: &str,
+        session: &str,
+        lines: usize,
+    ) -> Result<String, BackendError> {
+        self.require_running(shed).await?;
+        let target = tmux::pane_target(session);
+        let start = format!("-{lines}");
+        let cmd = args(&[
+            "tmux",
+            "capture-pane",
+            "-p",
+            "-J",
+            "-t",
+            &target,
+            "-S",
+            &start,
+        ]);
+        let text = self
+            .tmux(shed, cmd)
+            .await?
+            .map_err(|f| Self::session_failure(shed, session, f))?;
+        Ok(tmux::last_lines(&text, lines))
+    }
+
+    async fn send_input(
+        &self,
+        shed: &str,
+        session: &str,
+        text: &str,
+        enter: bool,
+    ) -> Result<(), BackendError> {
+        self.require_running(shed).await?;
+        let target = tmux::pane_target(session);
+        if !text.is_empty() {
+            // -l: every character is literal, so "C-c" or "Enter" in the text stay text.
+            let cmd = args(&["tmux", "send-keys", "-t", &target, "-l", "--", text]);
+            self.tmux(shed, cmd)
+                .await?
+                .map_err(|f| Self::session_failure(shed, session, f))?;
+        }
+        if enter {
+            let cmd = args(&["tmux", "send-keys", "-t", &target, "Enter"]);
+            self.tmux(shed, cmd)
+                .await?
+                .map_err(|f| Self::session_failure(shed, session, f))?;
+        }
+        Ok(())
+    }
+}
+
+/// Upper bound on one tmux command; a hung shed must not hang a request.
+const TMUX_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A tmux command's result: its stdout, or how it failed.
+type TmuxResult = Result<String, (TmuxFailure, String)>;
+
+impl DockerBackend {
+    /// Errors unless shed `shed` exists (and is ours) and runs.
+    async fn require_running(&self, shed: &str) -> Result<(), BackendError> {
+        let docker = self.docker().await?;
+        let info = self
+            .inspect(&docker, shed)
+            .await?
+            .ok_or_else(|| BackendError::ShedNotFound(shed.into()))?;
+        let state = info.state.unwrap_or_default();
+        if state.running == Some(true) && state.paused != Some(true) {
+            Ok(())
+        } else {
+            Err(BackendError::ShedNotRunning(shed.into()))
+        }
+    }
+
+    /// Runs `tmux ARGS` in a shed, bounded by [`TMUX_TIMEOUT`].
+    async fn tmux(&self, shed: &str, args: Vec<String>) -> Result<TmuxResult, BackendError> {
+        let run = self.exec_capture(shed, args, Vec::new());
+        let output = tokio::time::timeout(TMUX_TIMEOUT, run)
+            .await
+            .map_err(|_| BackendError::Timeout(shed.into()))??;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.exit_code == 0 {
+            return Ok(Ok(stdout));
+        }
+        let mut message = String::from_utf8_lossy(&output.stderr).into_owned();
+        message.push_str(&stdout);
+        let failure = tmux::classify(output.exit_code, &message);
+        if failure == TmuxFailure::NotInstalled {
+            return Err(BackendError::TmuxNotAvailable(shed.into()));
+        }
+        Ok(Err((failure, message.trim().to_string())))
+    }
+
+    /// Maps a failure of a command aimed at one session.
+    fn session_failure(shed: &str, session: &str, failure: (TmuxFailure, String)) -> BackendError {
+        match failure.0 {
+            TmuxFailure::NoServer | TmuxFailure::NoSuchSession => BackendError::SessionNotFound {
+                shed: shed.into(),
+                session: session.into(),
+            },
+            _ => BackendError::Internal(format!("tmux in shed {shed}: {}", failure.1)),
+        }
+    }
+}
+
+fn args(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
 }
 
 /// The HTTP status of a Docker API error response, if it was one.

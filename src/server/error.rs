@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The request is malformed.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A session name broke the session name rule.
+    #[error("{0}")]
+    InvalidSessionName(String),
     /// The body is over the size limit.
     #[error("request body is too large")]
     PayloadTooLarge,
@@ -42,7 +45,8 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, ErrorCode, String) {
+    /// The status, code and client-safe message of this error.
+    pub(crate) fn parts(&self) -> (StatusCode, ErrorCode, String) {
         use BackendError as B;
         let internal = "internal server error; see the server log".to_string();
         match self {
@@ -52,6 +56,11 @@ impl ApiError {
             ApiError::InvalidRequest(m) => (
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidRequest,
+                m.clone(),
+            ),
+            ApiError::InvalidSessionName(m) => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidSessionName,
                 m.clone(),
             ),
             ApiError::PayloadTooLarge => (
@@ -112,6 +121,39 @@ impl ApiError {
                     ErrorCode::DockerUnavailable,
                     "the Docker engine is unavailable; try again later".into(),
                 ),
+                B::SessionNotFound { .. } => (
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::SessionNotFound,
+                    e.to_string(),
+                ),
+                B::SessionExists { .. } => (
+                    StatusCode::CONFLICT,
+                    ErrorCode::SessionExists,
+                    e.to_string(),
+                ),
+                B::ShedNotRunning(_) => (
+                    StatusCode::CONFLICT,
+                    ErrorCode::ShedNotRunning,
+                    e.to_string(),
+                ),
+                B::MaxSessions { .. } => {
+                    (StatusCode::CONFLICT, ErrorCode::MaxSessions, e.to_string())
+                }
+                B::TmuxNotAvailable(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::TmuxNotAvailable,
+                    e.to_string(),
+                ),
+                B::Timeout(_) => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ErrorCode::Timeout,
+                    e.to_string(),
+                ),
+                B::BadRequest(_) => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidRequest,
+                    e.to_string(),
+                ),
                 B::Internal(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     ErrorCode::Internal,
@@ -122,12 +164,21 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// [`ApiError::parts`], logging server-side failures as a response would.
+    pub(crate) fn parts_logged(&self) -> (StatusCode, ErrorCode, String) {
+        let parts = self.parts();
+        if parts.0.is_server_error() {
+            tracing::error!(code = %parts.1, error = %self, "request failed");
+        }
+        parts
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message) = self.parts();
-        if status.is_server_error() {
-            tracing::error!(code = %code, error = %self, "request failed");
-        } else {
+        let (status, code, message) = self.parts_logged();
+        if !status.is_server_error() {
             tracing::debug!(code = %code, error = %self, "request refused");
         }
         let mut response = (status, Json(ErrorBody::new(code, message))).into_response();

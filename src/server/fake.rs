@@ -6,13 +6,70 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::api::{Shed, ShedStatus};
-use crate::server::backend::{BackendError, NewShed, ShedBackend};
+use crate::api::{SessionInfo, SessionStatus, Shed, ShedStatus};
+use crate::server::backend::{BackendError, NewSession, NewShed, ShedBackend};
 
 /// Sheds kept in a map; no containers involved.
 #[derive(Default)]
 pub struct FakeBackend {
     sheds: Mutex<BTreeMap<String, Shed>>,
+    /// Per shed: session name to the text "on screen".
+    sessions: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Sheds whose session queries never answer, like a paused container.
+    hanging: Mutex<std::collections::HashSet<String>>,
+}
+
+impl FakeBackend {
+    /// Makes every session query of `shed` hang forever.
+    pub fn hang(&self, shed: &str) {
+        self.hanging.lock().unwrap().insert(shed.into());
+    }
+
+    async fn running(&self, shed: &str) -> Result<(), BackendError> {
+        if self.hanging.lock().unwrap().contains(shed) {
+            std::future::pending::<()>().await;
+        }
+        match self.sheds.lock().unwrap().get(shed) {
+            None => Err(BackendError::ShedNotFound(shed.into())),
+            Some(s) if s.status != ShedStatus::Running => {
+                Err(BackendError::ShedNotRunning(shed.into()))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn info(shed: &str, name: &str) -> SessionInfo {
+        let now = Utc::now();
+        SessionInfo {
+            name: name.into(),
+            shed: shed.into(),
+            server: "fake".into(),
+            created_at: now,
+            last_activity: now,
+            idle_seconds: 0,
+            attached: 0,
+            windows: 1,
+            current_command: "bash".into(),
+            cwd: "/workspace".into(),
+            status: SessionStatus::Active,
+        }
+    }
+
+    fn with_session<T>(
+        &self,
+        shed: &str,
+        session: &str,
+        f: impl FnOnce(&mut String) -> T,
+    ) -> Result<T, BackendError> {
+        let mut all = self.sessions.lock().unwrap();
+        all.get_mut(shed)
+            .and_then(|s| s.get_mut(session))
+            .map(f)
+            .ok_or_else(|| BackendError::SessionNotFound {
+                shed: shed.into(),
+                session: session.into(),
+            })
+    }
 }
 
 impl FakeBackend {
@@ -75,6 +132,74 @@ impl ShedBackend for FakeBackend {
             _ => {
                 s.status = ShedStatus::Running;
                 Ok(s.clone())
+            }
+        })
+    }
+
+    async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
+        self.running(shed).await?;
+        let all = self.sessions.lock().unwrap();
+        Ok(all
+            .get(shed)
+            .map(|s| s.keys().map(|name| Self::info(shed, name)).collect())
+            .unwrap_or_default())
+    }
+
+    async fn create_session(
+        &self,
+        shed: &str,
+        new: NewSession,
+    ) -> Result<SessionInfo, BackendError> {
+        self.running(shed).await?;
+        let mut all = self.sessions.lock().unwrap();
+        let sessions = all.entry(shed.into()).or_default();
+        if sessions.contains_key(&new.name) {
+            return Err(BackendError::SessionExists {
+                shed: shed.into(),
+                session: new.name,
+            });
+        }
+        sessions.insert(new.name.clone(), new.command.unwrap_or_default());
+        Ok(Self::info(shed, &new.name))
+    }
+
+    async fn kill_session(&self, shed: &str, session: &str) -> Result<(), BackendError> {
+        self.running(shed).await?;
+        let mut all = self.sessions.lock().unwrap();
+        all.get_mut(shed)
+            .and_then(|s| s.remove(session))
+            .map(|_| ())
+            .ok_or_else(|| BackendError::SessionNotFound {
+                shed: shed.into(),
+                session: session.into(),
+            })
+    }
+
+    async fn session_output(
+        &self,
+        shed: &str,
+        session: &str,
+        lines: usize,
+    ) -> Result<String, BackendError> {
+        self.running(shed).await?;
+        self.with_session(shed, session, |screen| {
+            let all: Vec<&str> = screen.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        })
+    }
+
+    async fn send_input(
+        &self,
+        shed: &str,
+        session: &str,
+        text: &str,
+        enter: bool,
+    ) -> Result<(), BackendError> {
+        self.running(shed).await?;
+        self.with_session(shed, session, |screen| {
+            screen.push_str(text);
+            if enter {
+                screen.push('\n');
             }
         })
     }

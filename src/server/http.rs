@@ -15,11 +15,14 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::api::{
-    known_hosts_line, validate_shed_name, CreateShedRequest, ServerInfo, Shed, ShedList, SshHostKey,
+    known_hosts_line, validate_shed_name, AllSessions, CreateSessionRequest, CreateShedRequest,
+    SendInputRequest, ServerInfo, SessionInfo, SessionList, SessionOutput, Shed, ShedList,
+    SshHostKey,
 };
 use crate::server::backend::{NewShed, ShedBackend};
 use crate::server::error::ApiError;
 use crate::server::repo::RepoSpec;
+use crate::server::sessions;
 
 /// Largest request body accepted; create bodies are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -37,6 +40,8 @@ pub struct AppState {
     pub api_token: Option<Arc<str>>,
     /// The SSH gateway's public host key, OpenSSH format.
     pub ssh_host_key: Option<String>,
+    /// `max_sessions_per_shed`.
+    pub max_sessions: usize,
 }
 
 /// `axum::Json` whose rejections use the API error body.
@@ -63,6 +68,23 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sheds/{name}", get(get_shed).delete(delete_shed))
         .route("/api/sheds/{name}/start", post(start_shed))
         .route("/api/sheds/{name}/stop", post(stop_shed))
+        .route(
+            "/api/sheds/{name}/sessions",
+            get(list_sessions).post(create_session),
+        )
+        .route(
+            "/api/sheds/{name}/sessions/{session}",
+            get(get_session).delete(kill_session),
+        )
+        .route(
+            "/api/sheds/{name}/sessions/{session}/output",
+            get(session_output),
+        )
+        .route(
+            "/api/sheds/{name}/sessions/{session}/input",
+            post(send_input),
+        )
+        .route("/api/sessions", get(all_sessions))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/api/health", get(health))
@@ -231,6 +253,110 @@ async fn stop_shed(
     Ok(Json(state.backend.stop(&name).await?))
 }
 
+async fn list_sessions(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<SessionList>, ApiError> {
+    check_name(&name)?;
+    Ok(Json(SessionList {
+        sessions: state.backend.list_sessions(&name).await?,
+    }))
+}
+
+async fn create_session(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<CreateSessionRequest>,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let new = sessions::new_session(request)?;
+    let location = format!("/api/sheds/{name}/sessions/{}", new.name);
+    let session = sessions::create(state.backend.as_ref(), &name, new, state.max_sessions).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(session),
+    )
+        .into_response())
+}
+
+async fn get_session(
+    State(state): State<AppState>,
+    ApiPath((name, session)): ApiPath<(String, String)>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    check_name(&name)?;
+    sessions::check_session_name(&session)?;
+    Ok(Json(
+        sessions::get(state.backend.as_ref(), &name, &session).await?,
+    ))
+}
+
+async fn kill_session(
+    State(state): State<AppState>,
+    ApiPath((name, session)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    check_name(&name)?;
+    sessions::check_session_name(&session)?;
+    state.backend.kill_session(&name, &session).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of the output endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputParams {
+    /// How many lines, counting back from the bottom of the pane.
+    pub lines: Option<usize>,
+}
+
+async fn session_output(
+    State(state): State<AppState>,
+    ApiPath((name, session)): ApiPath<(String, String)>,
+    ApiQuery(params): ApiQuery<OutputParams>,
+) -> Result<Json<SessionOutput>, ApiError> {
+    check_name(&name)?;
+    sessions::check_session_name(&session)?;
+    let lines = params.lines.unwrap_or(sessions::DEFAULT_OUTPUT_LINES);
+    if !(1..=sessions::MAX_OUTPUT_LINES).contains(&lines) {
+        return Err(ApiError::InvalidRequest(format!(
+            "lines must be between 1 and {}",
+            sessions::MAX_OUTPUT_LINES
+        )));
+    }
+    let output = state.backend.session_output(&name, &session, lines).await?;
+    Ok(Json(SessionOutput {
+        session,
+        shed: name,
+        output,
+    }))
+}
+
+async fn send_input(
+    State(state): State<AppState>,
+    ApiPath((name, session)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<SendInputRequest>,
+) -> Result<StatusCode, ApiError> {
+    check_name(&name)?;
+    sessions::check_session_name(&session)?;
+    sessions::check_arg("text", &request.text)?;
+    if request.text.is_empty() && !request.enter {
+        return Err(ApiError::InvalidRequest(
+            "text is empty and enter is false: nothing to send".into(),
+        ));
+    }
+    state
+        .backend
+        .send_input(&name, &session, &request.text, request.enter)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn all_sessions(State(state): State<AppState>) -> Result<Json<AllSessions>, ApiError> {
+    Ok(Json(
+        sessions::all(state.backend.clone(), sessions::PER_SHED_TIMEOUT).await?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,8 +366,12 @@ mod tests {
     use tower::ServiceExt;
 
     fn app(token: Option<&str>) -> Router {
+        app_with(token, Arc::new(FakeBackend::default()))
+    }
+
+    fn app_with(token: Option<&str>, backend: Arc<FakeBackend>) -> Router {
         router(AppState {
-            backend: Arc::new(FakeBackend::default()),
+            backend,
             info: ServerInfo {
                 name: "fake".into(),
                 version: "0".into(),
@@ -251,6 +381,7 @@ mod tests {
             default_image: "img".into(),
             api_token: token.map(Arc::from),
             ssh_host_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests".into()),
+            max_sessions: 2,
         })
     }
 
@@ -442,6 +573,195 @@ mod tests {
             "[box.example]:2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"
         );
         assert_eq!(body["ssh_port"], 2);
+    }
+
+    #[tokio::test]
+    async fn sessions_over_the_fake_backend() {
+        let app = app(None);
+        call(&app, "POST", "/api/sheds", Some(r#"{"name":"s"}"#), &[]).await;
+        let (st, body) = call(
+            &app,
+            "POST",
+            "/api/sheds/s/sessions",
+            Some(r#"{"name":"debug-long"}"#),
+            &[],
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        assert_eq!(body["name"], "debug-long");
+        // Exact names only: "debug" is not "debug-long".
+        for (method, uri, body) in [
+            ("GET", "/api/sheds/s/sessions/debug", None),
+            ("DELETE", "/api/sheds/s/sessions/debug", None),
+            ("GET", "/api/sheds/s/sessions/debug/output", None),
+            (
+                "POST",
+                "/api/sheds/s/sessions/debug/input",
+                Some(r#"{"text":"x"}"#),
+            ),
+        ] {
+            let (st, json) = call(&app, method, uri, body, &[]).await;
+            assert_eq!(
+                (st, code(&json)),
+                (StatusCode::NOT_FOUND, "SESSION_NOT_FOUND"),
+                "{method} {uri}"
+            );
+        }
+        let (st, _) = call(
+            &app,
+            "POST",
+            "/api/sheds/s/sessions/debug-long/input",
+            Some(r#"{"text":"hello","enter":true}"#),
+            &[],
+        )
+        .await;
+        assert_eq!(st, StatusCode::NO_CONTENT);
+        let (_, out) = call(
+            &app,
+            "GET",
+            "/api/sheds/s/sessions/debug-long/output?lines=5",
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(out["output"], "hello");
+        let (st, json) = call(
+            &app,
+            "POST",
+            "/api/sheds/s/sessions",
+            Some(r#"{"name":"debug-long"}"#),
+            &[],
+        )
+        .await;
+        assert_eq!((st, code(&json)), (StatusCode::CONFLICT, "SESSION_EXISTS"));
+        call(
+            &app,
+            "POST",
+            "/api/sheds/s/sessions",
+            Some(r#"{"name":"two"}"#),
+            &[],
+        )
+        .await;
+        let (st, json) = call(
+            &app,
+            "POST",
+            "/api/sheds/s/sessions",
+            Some(r#"{"name":"three"}"#),
+            &[],
+        )
+        .await;
+        assert_eq!((st, code(&json)), (StatusCode::CONFLICT, "MAX_SESSIONS"));
+        assert!(json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kill one"));
+        for (method, uri, body, status, expected) in [
+            (
+                "POST",
+                "/api/sheds/s/sessions",
+                Some(r#"{"name":"a.b"}"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_SESSION_NAME",
+            ),
+            (
+                "GET",
+                "/api/sheds/s/sessions/a:b",
+                None,
+                StatusCode::BAD_REQUEST,
+                "INVALID_SESSION_NAME",
+            ),
+            (
+                "GET",
+                "/api/sheds/s/sessions/two/output?lines=0",
+                None,
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            (
+                "GET",
+                "/api/sheds/s/sessions/two/output?lines=x",
+                None,
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            (
+                "POST",
+                "/api/sheds/s/sessions/two/input",
+                Some(r#"{"text":""}"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            (
+                "POST",
+                "/api/sheds/s/sessions/two/input",
+                Some(r#"{"text":"a\u0000b"}"#),
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+            ),
+            (
+                "GET",
+                "/api/sheds/nope/sessions",
+                None,
+                StatusCode::NOT_FOUND,
+                "SHED_NOT_FOUND",
+            ),
+        ] {
+            let (st, json) = call(&app, method, uri, body, &[]).await;
+            assert_eq!((st, code(&json)), (status, expected), "{method} {uri}");
+        }
+        call(&app, "POST", "/api/sheds/s/stop", None, &[]).await;
+        let (st, json) = call(&app, "GET", "/api/sheds/s/sessions", None, &[]).await;
+        assert_eq!(
+            (st, code(&json)),
+            (StatusCode::CONFLICT, "SHED_NOT_RUNNING")
+        );
+    }
+
+    #[tokio::test]
+    async fn all_sessions_reports_a_hanging_shed_as_a_warning() {
+        let backend = Arc::new(FakeBackend::default());
+        let app = app_with(None, backend.clone());
+        for shed in ["b", "a", "hung", "off"] {
+            call(
+                &app,
+                "POST",
+                "/api/sheds",
+                Some(&format!(r#"{{"name":"{shed}"}}"#)),
+                &[],
+            )
+            .await;
+        }
+        for (shed, session) in [("b", "z"), ("b", "y"), ("a", "x")] {
+            call(
+                &app,
+                "POST",
+                &format!("/api/sheds/{shed}/sessions"),
+                Some(&format!(r#"{{"name":"{session}"}}"#)),
+                &[],
+            )
+            .await;
+        }
+        call(&app, "POST", "/api/sheds/off/stop", None, &[]).await;
+        backend.hang("hung");
+        let all = sessions::all(backend, std::time::Duration::from_millis(200))
+            .await
+            .unwrap();
+        let order: Vec<(String, String)> = all
+            .sessions
+            .iter()
+            .map(|s| (s.shed.clone(), s.name.clone()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("a".into(), "x".into()),
+                ("b".into(), "y".into()),
+                ("b".into(), "z".into())
+            ]
+        );
+        assert_eq!(all.warnings.len(), 1, "{:?}", all.warnings);
+        assert_eq!(all.warnings[0].shed, "hung");
+        assert!(all.warnings[0].message.contains("did not answer"));
     }
 
     #[tokio::test]

@@ -8,7 +8,9 @@ pub mod error;
 mod fake;
 pub mod http;
 pub mod repo;
+pub mod sessions;
 pub mod ssh;
+pub mod tmux;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,6 +85,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         default_image: config.default_image.clone(),
         api_token: config.api_token.as_deref().map(Arc::from),
         ssh_host_key: Some(ssh_public),
+        max_sessions: config.max_sessions_per_shed,
     };
     let gateway = ssh::Gateway::new(backend.clone(), host_key, policy);
     tokio::spawn(async move {
