@@ -25,12 +25,13 @@ pub enum NameError {
     BadCharacters(&'static str),
 }
 
-/// Checks `^[a-z0-9][a-z0-9-]{0,62}$`, the shed name rule.
-///
-/// Names become Docker container and volume names and SSH user names, so the
-/// set is deliberately the intersection of what all three accept unchanged.
-pub fn validate_shed_name(name: &str) -> Result<(), NameError> {
-    const RULE: &str = "use lowercase letters, digits and '-', starting with a letter or digit";
+/// Checks a name's length and characters against a rule.
+fn validate(
+    name: &str,
+    first_ok: fn(u8) -> bool,
+    rest_ok: fn(u8) -> bool,
+    rule: &'static str,
+) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
@@ -41,15 +42,24 @@ pub fn validate_shed_name(name: &str) -> Result<(), NameError> {
         });
     }
     let bytes = name.as_bytes();
-    let ok_first = bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit();
-    let ok_rest = bytes
-        .iter()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
-    if ok_first && ok_rest {
+    if first_ok(bytes[0]) && bytes.iter().all(|b| rest_ok(*b)) {
         Ok(())
     } else {
-        Err(NameError::BadCharacters(RULE))
+        Err(NameError::BadCharacters(rule))
     }
+}
+
+/// Checks `^[a-z0-9][a-z0-9-]{0,62}$`, the shed name rule.
+///
+/// Names become Docker container and volume names and SSH user names, so the
+/// set is deliberately the intersection of what all three accept unchanged.
+pub fn validate_shed_name(name: &str) -> Result<(), NameError> {
+    validate(
+        name,
+        |b| b.is_ascii_lowercase() || b.is_ascii_digit(),
+        |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-',
+        "use lowercase letters, digits and '-', starting with a letter or digit",
+    )
 }
 
 /// Checks `^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`, the tmux session name rule.
@@ -58,26 +68,12 @@ pub fn validate_shed_name(name: &str) -> Result<(), NameError> {
 /// a session unreachable under the name the user gave, so such names are
 /// refused rather than passed through.
 pub fn validate_session_name(name: &str) -> Result<(), NameError> {
-    const RULE: &str = "use letters, digits, '_' and '-', starting with a letter or digit";
-    if name.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if name.len() > MAX_SHED_NAME_LEN {
-        return Err(NameError::TooLong {
-            len: name.len(),
-            max: MAX_SHED_NAME_LEN,
-        });
-    }
-    let bytes = name.as_bytes();
-    let ok = bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError::BadCharacters(RULE))
-    }
+    validate(
+        name,
+        |b| b.is_ascii_alphanumeric(),
+        |b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+        "use letters, digits, '_' and '-', starting with a letter or digit",
+    )
 }
 
 #[cfg(test)]

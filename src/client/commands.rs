@@ -496,7 +496,9 @@ impl Ctx {
             print!("{}", config.block());
             return Ok(outcome);
         }
-        write_private(&path, &config.render())?;
+        // ssh refuses a config that others can write.
+        crate::files::write_private(&path, config.render().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
         let aliases: Vec<&str> = config.entries.iter().map(|e| e.alias.as_str()).collect();
         if aliases.is_empty() {
             println!("Removed shed's entries from {}", path.display());
@@ -637,21 +639,6 @@ fn check_server_name(name: &str) -> anyhow::Result<()> {
     } else {
         bail!("invalid server name {name:?}: use letters, digits, '-', '_' and '.'; pass --name")
     }
-}
-
-/// Writes a file the user's ssh reads; ssh refuses configs others can write.
-fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
 pub(crate) fn warn(message: &str) {

@@ -132,28 +132,11 @@ impl ClientConfig {
             path: path.into(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.to_string(),
         })?;
-        let tmp = path.with_extension("toml.tmp");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io)?;
-            file.write_all(text.as_bytes()).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::files::write_private(path, text.as_bytes()).map_err(io)
     }
 }
 

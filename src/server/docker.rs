@@ -18,6 +18,7 @@ use bollard::query_parameters::{
 use bollard::{Docker, API_DEFAULT_VERSION};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use crate::api::{SessionInfo, Shed, ShedStatus};
@@ -192,51 +193,50 @@ impl DockerBackend {
         cmd: Vec<String>,
         env: Vec<String>,
     ) -> Result<ExecOutput, BackendError> {
-        let docker = self.docker().await?;
-        let container = &self.naming.container(shed);
-        let exec = docker
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    cmd: Some(cmd),
-                    env: Some(env),
-                    user: self.container_user.clone(),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| match status_of(&e) {
-                Some(404) => BackendError::ShedNotFound(shed.into()),
-                Some(409) => BackendError::ShedNotRunning(shed.into()),
-                _ => docker_error(e, container),
-            })?;
-        let started = docker
-            .start_exec(&exec.id, Some(StartExecOptions::default()))
-            .await
-            .map_err(|e| docker_error(e, container))?;
+        let request = ExecRequest {
+            cmd,
+            env,
+            tty: false,
+        };
+        let InteractiveExec {
+            id,
+            output: mut stream,
+            mut input,
+        } = self.start_exec(shed, request).await?;
+        // Nothing to send: EOF on stdin right away, as for a command in a pipe.
+        let _ = input.shutdown().await;
+        drop(input);
         let mut output = ExecOutput::default();
-        if let StartExecResults::Attached {
-            output: mut stream, ..
-        } = started
-        {
-            while let Some(chunk) = stream.next().await {
-                match chunk.map_err(|e| docker_error(e, container))? {
-                    LogOutput::StdErr { message } => output.stderr.extend_from_slice(&message),
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        output.stdout.extend_from_slice(&message)
-                    }
-                    LogOutput::StdIn { .. } => {}
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| docker_error(e, shed))? {
+                LogOutput::StdErr { message } => output.stderr.extend_from_slice(&message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    output.stdout.extend_from_slice(&message)
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        output.exit_code = self.wait_exec_exit(&id).await.unwrap_or(-1);
+        Ok(output)
+    }
+
+    /// The exit code of an exec whose output has closed. Docker marks the
+    /// exec finished a moment after its streams close, so this polls briefly.
+    pub async fn wait_exec_exit(&self, id: &str) -> Option<i64> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.exec_exit_code(id).await {
+                Ok(Some(code)) => return Some(code),
+                Ok(None) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading an exec's exit code failed");
+                    return None;
                 }
             }
         }
-        let inspect = docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|e| docker_error(e, container))?;
-        output.exit_code = inspect.exit_code.unwrap_or(-1);
-        Ok(output)
     }
 
     /// Inspects a shed's container; `None` when there is none, or it is not ours.
@@ -518,6 +518,7 @@ impl DockerBackend {
             .await
             .map_err(|e| match status_of(&e) {
                 Some(404) => BackendError::ShedNotFound(name.into()),
+                Some(409) => BackendError::ShedNotRunning(name.into()),
                 _ => docker_error(e, &container),
             })?;
         let started = docker

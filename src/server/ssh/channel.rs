@@ -204,7 +204,7 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
             hang_up(&ctx.backend, &shed, &exec_id).await;
         }
         Ending::OutputClosed => {
-            let code = wait_exit_code(&ctx.backend, &exec_id).await;
+            let code = ctx.backend.wait_exec_exit(&exec_id).await;
             match code.and_then(signal_of_exit_code) {
                 Some(signal) => {
                     let _ = ctx
@@ -219,25 +219,6 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
             }
             let _ = writer.eof().await;
             let _ = writer.close().await;
-        }
-    }
-}
-
-/// Polls until Docker reports the exec finished; its output closing comes
-/// first, and its exit code only a moment later.
-async fn wait_exit_code(backend: &DockerBackend, exec_id: &str) -> Option<i64> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match backend.exec_exit_code(exec_id).await {
-            Ok(Some(code)) => return Some(code),
-            Ok(None) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the exit code failed");
-                return None;
-            }
         }
     }
 }

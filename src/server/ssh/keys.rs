@@ -49,14 +49,6 @@ pub fn load_or_create_host_key(data_dir: &Path) -> Result<PrivateKey, KeyError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(io)?;
-    }
     let mut seed = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut seed))
@@ -65,21 +57,7 @@ pub fn load_or_create_host_key(data_dir: &Path) -> Result<PrivateKey, KeyError> 
     let text = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| format(e.to_string()))?;
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        file.write_all(text.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io)?;
+    crate::files::write_private(&path, text.as_bytes()).map_err(io)?;
     tracing::info!(path = %path.display(), "generated a new SSH host key");
     Ok(key)
 }
