@@ -208,6 +208,7 @@ add_bin awk optional
 add_bin diff optional diffutils
 add_bin locale optional libc-bin
 add_bin getent optional libc-bin
+add_bin nc optional netcat-openbsd
 
 if [[ $WITH_TMUX == 1 ]]; then
     add_bin tmux required tmux

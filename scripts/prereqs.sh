@@ -26,6 +26,8 @@ command -v flock >/dev/null || missing+=(util-linux)
 command -v ldd >/dev/null || missing+=(libc-bin)
 command -v tput >/dev/null || missing+=(ncurses-bin)
 command -v ps >/dev/null || missing+=(procps)
+# Forwarding tests need a listener inside the test image; the image copies this nc.
+command -v nc >/dev/null || missing+=(netcat-openbsd)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "prereqs: installing ${missing[*]}"
     apt_install $(printf '%s\n' "${missing[@]}" | sort -u)

@@ -580,3 +580,89 @@ async fn every_exec_runs_as_the_configured_container_user() {
         "probe"
     );
 }
+
+#[tokio::test]
+async fn port_forwarding_reaches_only_the_sheds_loopback() {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+
+    let s = setup().await;
+    let container = s.server.container("demo");
+    // A one-shot listener inside the shed: greets, then records what it gets.
+    docker(&[
+        "exec",
+        "-d",
+        &container,
+        "sh",
+        "-c",
+        "echo hello-from-shed | nc -N -l 127.0.0.1 7777 > /tmp/got",
+    ]);
+    assert!(wait_until(Duration::from_secs(10), || !processes_matching(
+        &container, "nc -N -l"
+    )
+    .is_empty()));
+
+    let free_port = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (good, bad) = (free_port(), free_port());
+    let forwards = [
+        format!("{good}:127.0.0.1:7777"),
+        format!("{bad}:example.invalid:80"),
+    ];
+    let _ssh = ChildGuard(
+        s.server
+            .ssh(
+                &s.key,
+                "demo",
+                &["-N", "-L", &forwards[0], "-L", &forwards[1]],
+            )
+            .spawn()
+            .unwrap(),
+    );
+    let connect = |port: u16| {
+        let mut stream = None;
+        wait_until(Duration::from_secs(10), || {
+            stream = TcpStream::connect(("127.0.0.1", port)).ok();
+            stream.is_some()
+        });
+        stream.expect("ssh -L never listened")
+    };
+
+    let mut stream = connect(good);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"ping\n").unwrap();
+    let mut greeting = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut greeting).unwrap();
+    assert_eq!(greeting, "hello-from-shed\n");
+    stream.shutdown(Shutdown::Both).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || docker(&[
+            "exec", &container, "cat", "/tmp/got"
+        ]) == "ping"),
+        "the listener did not receive the client's bytes"
+    );
+
+    // Anything but the shed's loopback is refused before any connection is made.
+    let mut refused = connect(bad);
+    refused
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut nothing = Vec::new();
+    let _ = refused.read_to_end(&mut nothing);
+    assert!(nothing.is_empty());
+    assert!(
+        wait_until(Duration::from_secs(5), || s
+            .server
+            .log()
+            .contains("port forward refused")),
+        "{}",
+        s.server.log()
+    );
+}

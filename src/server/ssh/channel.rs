@@ -7,12 +7,12 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use russh::server::{Handle, Msg};
-use russh::{Channel, ChannelMsg, Sig};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::AsyncWriteExt;
 
 use crate::api::validate_shed_name;
 use crate::server::backend::BackendError;
-use crate::server::docker::{DockerBackend, ExecRequest};
+use crate::server::docker::{DockerBackend, ExecRequest, InteractiveExec};
 
 /// How long a login waits for a stopped shed to come up.
 const START_WAIT: Duration = Duration::from_secs(10);
@@ -144,17 +144,57 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
         }
     }
 
-    let mut input = exec.input;
-    let mut output = exec.output;
-    let out_writer = writer.clone();
+    match pump(&mut reader, writer.clone(), exec, &ctx.backend, &shed, true).await {
+        Ending::ClientGone => hang_up(&ctx.backend, &shed, &exec_id).await,
+        Ending::OutputClosed => {
+            let code = ctx.backend.wait_exec_exit(&exec_id).await;
+            match code.and_then(signal_of_exit_code) {
+                Some(signal) => {
+                    let _ = ctx
+                        .session
+                        .exit_signal_request(id, signal, false, String::new(), String::new())
+                        .await;
+                }
+                None => {
+                    let status = code.unwrap_or(255).clamp(0, 255) as u32;
+                    let _ = writer.exit_status(status).await;
+                }
+            }
+            let _ = writer.eof().await;
+            let _ = writer.close().await;
+        }
+    }
+}
+
+/// Relays bytes between a channel and an exec until one side ends: exec
+/// output to the client (stderr as extended data, or dropped when
+/// `stderr_to_client` is false), client data, EOF, resizes and signals to
+/// the exec.
+async fn pump(
+    reader: &mut ChannelReadHalf,
+    writer: Arc<ChannelWriteHalf<Msg>>,
+    exec: InteractiveExec,
+    backend: &DockerBackend,
+    shed: &str,
+    stderr_to_client: bool,
+) -> Ending {
+    let InteractiveExec {
+        id: exec_id,
+        mut output,
+        mut input,
+    } = exec;
     let mut pump_out = tokio::spawn(async move {
         while let Some(chunk) = output.next().await {
             let sent = match chunk {
+                Ok(LogOutput::StdErr { message }) if stderr_to_client => {
+                    writer.extended_data_bytes(1, message).await
+                }
                 Ok(LogOutput::StdErr { message }) => {
-                    out_writer.extended_data_bytes(1, message).await
+                    tracing::debug!(stderr = %String::from_utf8_lossy(&message).trim(), "exec stderr");
+                    Ok(())
                 }
                 Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                    out_writer.data_bytes(message).await
+                    writer.data_bytes(message).await
                 }
                 Ok(LogOutput::StdIn { .. }) => Ok(()),
                 Err(e) => {
@@ -182,12 +222,12 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
                     let _ = input.shutdown().await;
                 }
                 Some(ChannelMsg::WindowChange { col_width, row_height, .. }) => {
-                    if let Err(e) = ctx.backend.resize_exec(&exec_id, clamp(col_width), clamp(row_height)).await {
+                    if let Err(e) = backend.resize_exec(&exec_id, clamp(col_width), clamp(row_height)).await {
                         tracing::debug!(error = %e, "resize failed");
                     }
                 }
                 Some(ChannelMsg::Signal { signal }) => {
-                    if let Err(e) = ctx.backend.signal_exec(&shed, &exec_id, &signal_name(&signal)).await {
+                    if let Err(e) = backend.signal_exec(shed, &exec_id, &signal_name(&signal)).await {
                         tracing::warn!(shed, error = %e, "forwarding a signal failed");
                     }
                 }
@@ -196,27 +236,59 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
             }
         }
     };
+    if matches!(ending, Ending::ClientGone) {
+        pump_out.abort();
+    }
+    ending
+}
 
-    match ending {
-        Ending::ClientGone => {
-            pump_out.abort();
-            drop(input);
-            hang_up(&ctx.backend, &shed, &exec_id).await;
+/// Connects stdin and stdout to 127.0.0.1:$1 inside the shed, with bash's
+/// /dev/tcp, so forwarded traffic stays on the shed's own loopback.
+const RELAY_SCRIPT: &str = r#"exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+cat <&3 &
+cat >&3
+wait"#;
+
+/// Relays a `direct-tcpip` channel (`ssh -L`, and how VS Code Remote-SSH
+/// reaches its server) to a port on the shed's loopback.
+pub(super) async fn forward(
+    channel: Channel<Msg>,
+    backend: Arc<DockerBackend>,
+    shed: String,
+    port: u16,
+) {
+    let (mut reader, writer) = channel.split();
+    let writer = Arc::new(writer);
+    let started = match backend.ensure_running(&shed, START_WAIT).await {
+        Ok(()) => {
+            let request = ExecRequest {
+                cmd: vec![
+                    "bash".to_string(),
+                    "-c".into(),
+                    RELAY_SCRIPT.into(),
+                    "shed-forward".into(),
+                    port.to_string(),
+                ],
+                env: Vec::new(),
+                tty: false,
+            };
+            backend.start_exec(&shed, request).await
         }
+        Err(e) => Err(e),
+    };
+    let exec = match started {
+        Ok(exec) => exec,
+        Err(e) => {
+            tracing::warn!(shed, port, error = %e, "ssh: port forward failed");
+            let _ = writer.eof().await;
+            let _ = writer.close().await;
+            return;
+        }
+    };
+    let exec_id = exec.id.clone();
+    match pump(&mut reader, writer.clone(), exec, &backend, &shed, false).await {
+        Ending::ClientGone => hang_up(&backend, &shed, &exec_id).await,
         Ending::OutputClosed => {
-            let code = ctx.backend.wait_exec_exit(&exec_id).await;
-            match code.and_then(signal_of_exit_code) {
-                Some(signal) => {
-                    let _ = ctx
-                        .session
-                        .exit_signal_request(id, signal, false, String::new(), String::new())
-                        .await;
-                }
-                None => {
-                    let status = code.unwrap_or(255).clamp(0, 255) as u32;
-                    let _ = writer.exit_status(status).await;
-                }
-            }
             let _ = writer.eof().await;
             let _ = writer.close().await;
         }

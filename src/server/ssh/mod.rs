@@ -159,6 +159,39 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(shed) = self.shed.clone() else {
+            return Ok(());
+        };
+        // Only the shed's own loopback: the gateway is not a proxy into the
+        // server's networks.
+        let local = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
+        let port = u16::try_from(port).ok().filter(|p| *p > 0);
+        match (local, port) {
+            (true, Some(port)) => {
+                tracing::info!(shed = %shed, port, "ssh port forward");
+                reply.accept().await;
+                tokio::spawn(channel::forward(channel, self.backend.clone(), shed, port));
+            }
+            _ => {
+                tracing::warn!(shed = %shed, host, port, "ssh port forward refused: not the shed's loopback");
+                reply
+                    .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
     async fn pty_request(
         &mut self,
         channel: ChannelId,
