@@ -360,16 +360,20 @@ async fn attach_detach_reattach_and_resize_end_to_end() {
         screen.contains("marker-42")
     });
 
-    // Resize the host pane: `tput cols` inside follows.
-    host.keys("two", &["clear; tput cols", "Enter"]);
-    host.wait_for("two", "100 columns", |screen| {
-        screen.lines().any(|l| l.trim() == "100")
-    });
+    // Resize the host pane: `tput cols` inside follows. A resize travels
+    // ssh -> gateway -> Docker -> tmux, so ask again until it has arrived.
+    let cols_become = |want: &str| {
+        let ok = wait_until(Duration::from_secs(15), || {
+            host.keys("two", &["clear; tput cols", "Enter"]);
+            wait_until(Duration::from_millis(500), || {
+                host.screen("two").lines().any(|l| l.trim() == want)
+            })
+        });
+        assert!(ok, "columns never became {want}:\n{}", host.screen("two"));
+    };
+    cols_become("100");
     host.run(&["resize-window", "-t", "two", "-x", "72", "-y", "30"]);
-    host.keys("two", &["clear; tput cols", "Enter"]);
-    host.wait_for("two", "72 columns", |screen| {
-        screen.lines().any(|l| l.trim() == "72")
-    });
+    cols_become("72");
 
     // Ctrl-C interrupts the foreground program, as in a local terminal.
     host.keys("two", &["clear; sleep 300", "Enter"]);

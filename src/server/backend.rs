@@ -32,7 +32,8 @@ pub struct NewSession {
 }
 
 /// Failures a backend reports; [`crate::server::error::ApiError`] maps them to HTTP.
-#[derive(Debug, Error)]
+/// Clone, so that callers sharing one computation can each get its error.
+#[derive(Debug, Clone, Error)]
 pub enum BackendError {
     /// No shed with this name on this server.
     #[error("no shed named {0:?}")]

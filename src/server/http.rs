@@ -40,8 +40,8 @@ pub struct AppState {
     pub api_token: Option<Arc<str>>,
     /// The SSH gateway's public host key, OpenSSH format.
     pub ssh_host_key: Option<String>,
-    /// `max_sessions_per_shed`.
-    pub max_sessions: usize,
+    /// Session operations, with concurrent reads coalesced.
+    pub sessions: Arc<sessions::Sessions>,
 }
 
 /// `axum::Json` whose rejections use the API error body.
@@ -259,7 +259,7 @@ async fn list_sessions(
 ) -> Result<Json<SessionList>, ApiError> {
     check_name(&name)?;
     Ok(Json(SessionList {
-        sessions: state.backend.list_sessions(&name).await?,
+        sessions: state.sessions.list(&name).await?,
     }))
 }
 
@@ -271,7 +271,7 @@ async fn create_session(
     check_name(&name)?;
     let new = sessions::new_session(request)?;
     let location = format!("/api/sheds/{name}/sessions/{}", new.name);
-    let session = sessions::create(state.backend.as_ref(), &name, new, state.max_sessions).await?;
+    let session = state.sessions.create(&name, new).await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -286,9 +286,7 @@ async fn get_session(
 ) -> Result<Json<SessionInfo>, ApiError> {
     check_name(&name)?;
     sessions::check_session_name(&session)?;
-    Ok(Json(
-        sessions::get(state.backend.as_ref(), &name, &session).await?,
-    ))
+    Ok(Json(state.sessions.get(&name, &session).await?))
 }
 
 async fn kill_session(
@@ -323,7 +321,7 @@ async fn session_output(
             sessions::MAX_OUTPUT_LINES
         )));
     }
-    let output = state.backend.session_output(&name, &session, lines).await?;
+    let output = state.sessions.output(&name, &session, lines).await?;
     Ok(Json(SessionOutput {
         session,
         shed: name,
@@ -352,9 +350,7 @@ async fn send_input(
 }
 
 async fn all_sessions(State(state): State<AppState>) -> Result<Json<AllSessions>, ApiError> {
-    Ok(Json(
-        sessions::all(state.backend.clone(), sessions::PER_SHED_TIMEOUT).await?,
-    ))
+    Ok(Json(state.sessions.all().await?))
 }
 
 #[cfg(test)]
@@ -371,6 +367,7 @@ mod tests {
 
     fn app_with(token: Option<&str>, backend: Arc<FakeBackend>) -> Router {
         router(AppState {
+            sessions: sessions::Sessions::new(backend.clone(), 2, sessions::PER_SHED_TIMEOUT),
             backend,
             info: ServerInfo {
                 name: "fake".into(),
@@ -381,7 +378,6 @@ mod tests {
             default_image: "img".into(),
             api_token: token.map(Arc::from),
             ssh_host_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests".into()),
-            max_sessions: 2,
         })
     }
 
@@ -743,9 +739,8 @@ mod tests {
         }
         call(&app, "POST", "/api/sheds/off/stop", None, &[]).await;
         backend.hang("hung");
-        let all = sessions::all(backend, std::time::Duration::from_millis(200))
-            .await
-            .unwrap();
+        let service = sessions::Sessions::new(backend, 2, std::time::Duration::from_millis(200));
+        let all = service.all().await.unwrap();
         let order: Vec<(String, String)> = all
             .sessions
             .iter()

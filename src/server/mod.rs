@@ -1,6 +1,7 @@
 //! shed-server: the HTTP API over sheds in Docker.
 
 pub mod backend;
+pub mod coalesce;
 pub mod config;
 pub mod docker;
 pub mod error;
@@ -85,7 +86,11 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         default_image: config.default_image.clone(),
         api_token: config.api_token.as_deref().map(Arc::from),
         ssh_host_key: Some(ssh_public),
-        max_sessions: config.max_sessions_per_shed,
+        sessions: sessions::Sessions::new(
+            backend.clone(),
+            config.max_sessions_per_shed,
+            sessions::PER_SHED_TIMEOUT,
+        ),
     };
     let gateway = ssh::Gateway::new(backend.clone(), host_key, policy);
     tokio::spawn(async move {

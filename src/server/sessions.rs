@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use crate::api::{
     validate_session_name, AllSessions, CreateSessionRequest, SessionInfo, ShedStatus, ShedWarning,
 };
 use crate::server::backend::{BackendError, NewSession, ShedBackend};
+use crate::server::coalesce::SingleFlight;
 use crate::server::error::ApiError;
 
 /// How many sheds `/api/sessions` queries at once.
@@ -78,95 +79,156 @@ pub fn new_session(request: CreateSessionRequest) -> Result<NewSession, ApiError
     })
 }
 
-/// Creates a session unless the name is taken or the shed is at its limit.
-pub async fn create(
-    backend: &dyn ShedBackend,
-    shed: &str,
-    new: NewSession,
-    max_sessions: usize,
-) -> Result<SessionInfo, BackendError> {
-    let existing = backend.list_sessions(shed).await?;
-    if existing.iter().any(|s| s.name == new.name) {
-        return Err(BackendError::SessionExists {
-            shed: shed.into(),
-            session: new.name,
-        });
-    }
-    if existing.len() >= max_sessions {
-        return Err(BackendError::MaxSessions {
-            shed: shed.into(),
-            max: max_sessions,
-        });
-    }
-    backend.create_session(shed, new).await
-}
-
-/// One session by exact name.
-pub async fn get(
-    backend: &dyn ShedBackend,
-    shed: &str,
-    session: &str,
-) -> Result<SessionInfo, BackendError> {
-    backend
-        .list_sessions(shed)
-        .await?
-        .into_iter()
-        .find(|s| s.name == session)
-        .ok_or_else(|| BackendError::SessionNotFound {
-            shed: shed.into(),
-            session: session.into(),
-        })
-}
-
 /// One shed's answer to the fan-out: its sessions, its error, or a timeout.
 type ShedAnswer = Result<Result<Vec<SessionInfo>, BackendError>, tokio::time::error::Elapsed>;
 
-/// Every session of every running shed, queried concurrently with a bound
-/// and a per-shed timeout. A shed that fails or hangs becomes a warning.
-pub async fn all(
+/// Session reads and writes over a backend, with concurrent identical reads
+/// coalesced (see [`SingleFlight`]).
+pub struct Sessions {
     backend: Arc<dyn ShedBackend>,
-    per_shed: Duration,
-) -> Result<AllSessions, BackendError> {
-    let running: Vec<String> = backend
-        .list()
-        .await?
-        .into_iter()
-        .filter(|s| s.status == ShedStatus::Running)
-        .map(|s| s.name)
-        .collect();
-    let answers: Vec<(String, ShedAnswer)> = futures_util::stream::iter(running)
-        .map(|shed| {
-            let backend = backend.clone();
-            async move {
-                let answer = tokio::time::timeout(per_shed, backend.list_sessions(&shed)).await;
-                (shed, answer)
-            }
+    max_sessions: usize,
+    per_shed_timeout: Duration,
+    lists: SingleFlight<Result<Vec<SessionInfo>, BackendError>>,
+    outputs: SingleFlight<Result<String, BackendError>>,
+    everything: SingleFlight<Result<AllSessions, BackendError>>,
+}
+
+impl Sessions {
+    /// Sessions over `backend`, allowing `max_sessions` per shed and waiting
+    /// `per_shed_timeout` for each shed in [`Sessions::all`].
+    pub fn new(
+        backend: Arc<dyn ShedBackend>,
+        max_sessions: usize,
+        per_shed_timeout: Duration,
+    ) -> Arc<Sessions> {
+        Arc::new(Sessions {
+            backend,
+            max_sessions,
+            per_shed_timeout,
+            lists: SingleFlight::default(),
+            outputs: SingleFlight::default(),
+            everything: SingleFlight::default(),
         })
-        .buffer_unordered(FAN_OUT_CONCURRENCY)
-        .collect()
-        .await;
-    let mut sessions = Vec::new();
-    let mut warnings = Vec::new();
-    for (shed, answer) in answers {
-        match answer {
-            Ok(Ok(list)) => sessions.extend(list),
-            Ok(Err(e)) => {
-                // The same client-safe message an endpoint would give.
-                let (_, _, message) = ApiError::from(e).parts_logged();
-                warnings.push(ShedWarning { shed, message });
-            }
-            Err(_) => warnings.push(ShedWarning {
-                message: format!(
-                    "shed {shed:?} did not answer within {}s",
-                    per_shed.as_secs_f32()
-                ),
-                shed,
-            }),
-        }
     }
-    sessions.sort_by(|a, b| (&a.shed, &a.name).cmp(&(&b.shed, &b.name)));
-    warnings.sort_by(|a, b| a.shed.cmp(&b.shed));
-    Ok(AllSessions { sessions, warnings })
+
+    /// Every session of one shed.
+    pub async fn list(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
+        let backend = self.backend.clone();
+        let owned = shed.to_string();
+        self.lists
+            .run(shed.to_string(), move || {
+                async move { backend.list_sessions(&owned).await }.boxed()
+            })
+            .await
+    }
+
+    /// One session by exact name.
+    pub async fn get(&self, shed: &str, session: &str) -> Result<SessionInfo, BackendError> {
+        self.list(shed)
+            .await?
+            .into_iter()
+            .find(|s| s.name == session)
+            .ok_or_else(|| BackendError::SessionNotFound {
+                shed: shed.into(),
+                session: session.into(),
+            })
+    }
+
+    /// Creates a session unless the name is taken or the shed is at its limit.
+    pub async fn create(&self, shed: &str, new: NewSession) -> Result<SessionInfo, BackendError> {
+        // Not coalesced: the check must see sessions made before this request.
+        let existing = self.backend.list_sessions(shed).await?;
+        if existing.iter().any(|s| s.name == new.name) {
+            return Err(BackendError::SessionExists {
+                shed: shed.into(),
+                session: new.name,
+            });
+        }
+        if existing.len() >= self.max_sessions {
+            return Err(BackendError::MaxSessions {
+                shed: shed.into(),
+                max: self.max_sessions,
+            });
+        }
+        self.backend.create_session(shed, new).await
+    }
+
+    /// The last `lines` lines of a session's active pane.
+    pub async fn output(
+        &self,
+        shed: &str,
+        session: &str,
+        lines: usize,
+    ) -> Result<String, BackendError> {
+        let backend = self.backend.clone();
+        let (owned_shed, owned_session) = (shed.to_string(), session.to_string());
+        self.outputs
+            .run(format!("{shed}/{session}/{lines}"), move || {
+                async move {
+                    backend
+                        .session_output(&owned_shed, &owned_session, lines)
+                        .await
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    /// Every session of every running shed, queried concurrently with a bound
+    /// and a per-shed timeout. A shed that fails or hangs becomes a warning.
+    pub async fn all(self: &Arc<Self>) -> Result<AllSessions, BackendError> {
+        let this = self.clone();
+        self.everything
+            .run(String::new(), move || {
+                async move { this.gather().await }.boxed()
+            })
+            .await
+    }
+
+    async fn gather(self: Arc<Self>) -> Result<AllSessions, BackendError> {
+        let running: Vec<String> = self
+            .backend
+            .list()
+            .await?
+            .into_iter()
+            .filter(|s| s.status == ShedStatus::Running)
+            .map(|s| s.name)
+            .collect();
+        let answers: Vec<(String, ShedAnswer)> = futures_util::stream::iter(running)
+            .map(|shed| {
+                let this = self.clone();
+                async move {
+                    let answer =
+                        tokio::time::timeout(this.per_shed_timeout, this.list(&shed)).await;
+                    (shed, answer)
+                }
+            })
+            .buffer_unordered(FAN_OUT_CONCURRENCY)
+            .collect()
+            .await;
+        let mut sessions = Vec::new();
+        let mut warnings = Vec::new();
+        for (shed, answer) in answers {
+            match answer {
+                Ok(Ok(list)) => sessions.extend(list),
+                Ok(Err(e)) => {
+                    // The same client-safe message an endpoint would give.
+                    let (_, _, message) = ApiError::from(e).parts_logged();
+                    warnings.push(ShedWarning { shed, message });
+                }
+                Err(_) => warnings.push(ShedWarning {
+                    message: format!(
+                        "shed {shed:?} did not answer within {}s",
+                        self.per_shed_timeout.as_secs_f32()
+                    ),
+                    shed,
+                }),
+            }
+        }
+        sessions.sort_by(|a, b| (&a.shed, &a.name).cmp(&(&b.shed, &b.name)));
+        warnings.sort_by(|a, b| a.shed.cmp(&b.shed));
+        Ok(AllSessions { sessions, warnings })
+    }
 }
 
 #[cfg(test)]

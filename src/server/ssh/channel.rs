@@ -125,6 +125,11 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
             "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi".into(),
         ],
     };
+    let cmd = if pty.is_some() {
+        wait_for_size(cmd)
+    } else {
+        cmd
+    };
     let request = ExecRequest {
         cmd,
         env,
@@ -166,6 +171,24 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
     }
 }
 
+/// Docker creates an exec's pty at 0x0 and the size can only be set once
+/// the process runs, so a program could read 0x0 at start-up (tmux then
+/// falls back to 80x24) and miss the resize. This prelude waits, at most a
+/// second, for the size to arrive before starting `cmd`.
+fn wait_for_size(cmd: Vec<String>) -> Vec<String> {
+    const PRELUDE: &str = r#"i=0
+while [ "$(stty size 2>/dev/null)" = "0 0" ] && [ $i -lt 50 ]; do sleep 0.02; i=$((i + 1)); done
+exec "$@""#;
+    let mut wrapped = vec![
+        "/bin/sh".to_string(),
+        "-c".into(),
+        PRELUDE.into(),
+        "sh".into(),
+    ];
+    wrapped.extend(cmd);
+    wrapped
+}
+
 /// Relays bytes between a channel and an exec until one side ends: exec
 /// output to the client (stderr as extended data, or dropped when
 /// `stderr_to_client` is false), client data, EOF, resizes and signals to
@@ -183,6 +206,8 @@ async fn pump(
         mut output,
         mut input,
     } = exec;
+    // Ends with the exec's output (Ending::OutputClosed) or, when the
+    // client can no longer take data, with Ending::ClientGone.
     let mut pump_out = tokio::spawn(async move {
         while let Some(chunk) = output.next().await {
             let sent = match chunk {
@@ -203,14 +228,15 @@ async fn pump(
                 }
             };
             if sent.is_err() {
-                break;
+                return Ending::ClientGone;
             }
         }
+        Ending::OutputClosed
     });
 
     let ending = loop {
         tokio::select! {
-            _ = &mut pump_out => break Ending::OutputClosed,
+            ended = &mut pump_out => break ended.unwrap_or(Ending::ClientGone),
             msg = reader.wait() => match msg {
                 Some(ChannelMsg::Data { data }) => {
                     if input.write_all(&data).await.is_err() {
