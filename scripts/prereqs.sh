@@ -28,6 +28,9 @@ command -v tput >/dev/null || missing+=(ncurses-bin)
 command -v ps >/dev/null || missing+=(procps)
 # Forwarding tests need a listener inside the test image; the image copies this nc.
 command -v nc >/dev/null || missing+=(netcat-openbsd)
+# schemathesis (scripts/api-fuzz.sh) comes from PyPI through pip.
+command -v python3 >/dev/null || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "prereqs: installing ${missing[*]}"
     apt_install $(printf '%s\n' "${missing[@]}" | sort -u)

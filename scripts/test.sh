@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
-exec cargo test --locked "$@"
+cargo test --locked "$@"
+# The API against its own OpenAPI spec, fuzzed with schemathesis.
+exec bash scripts/api-fuzz.sh

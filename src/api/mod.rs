@@ -9,7 +9,7 @@ pub mod names;
 pub use names::{validate_session_name, validate_shed_name, NameError};
 
 /// Lifecycle state of a shed, derived from its container's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ShedStatus {
     /// The container is running; sessions and SSH work.
@@ -34,7 +34,7 @@ impl std::fmt::Display for ShedStatus {
 }
 
 /// A shed as the API reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Shed {
     /// The shed's name, without any isolation prefix.
     pub name: String,
@@ -53,28 +53,34 @@ pub struct Shed {
 }
 
 /// Body of `POST /api/sheds`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateShedRequest {
     /// Shed name; see [`validate_shed_name`].
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub name: String,
     /// Image to use instead of the server's `default_image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^\\S+$", max_length = 512)]
     pub image: Option<String>,
     /// Git URL or GitHub `owner/repo` to clone into `/workspace/<repo-name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = "^((https?|ssh|git|file)://[^\\s/]+(/[A-Za-z0-9._~-]+)*/[A-Za-z0-9_~-][A-Za-z0-9._~-]*/?|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:([A-Za-z0-9._~-]+/)*[A-Za-z0-9_~-][A-Za-z0-9._~-]*|[A-Za-z0-9_-][A-Za-z0-9._-]*/[A-Za-z0-9_-][A-Za-z0-9._-]*)$",
+        max_length = 2048
+    )]
     pub repo: Option<String>,
 }
 
 /// Body of `GET /api/sheds`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShedList {
     /// Every shed on the server, sorted by name.
     pub sheds: Vec<Shed>,
 }
 
 /// Body of `GET /api/info`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServerInfo {
     /// The server's configured name.
     pub name: String,
@@ -87,7 +93,7 @@ pub struct ServerInfo {
 }
 
 /// What a tmux session is doing, as far as a glance can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     /// At least one client is attached.
@@ -112,7 +118,7 @@ impl std::fmt::Display for SessionStatus {
 }
 
 /// A tmux session inside a shed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     /// Session name.
     pub name: String,
@@ -139,14 +145,14 @@ pub struct SessionInfo {
 }
 
 /// Body of `GET /api/sheds/{name}/sessions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionList {
     /// Sessions sorted by name.
     pub sessions: Vec<SessionInfo>,
 }
 
 /// A shed whose sessions could not be listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShedWarning {
     /// The shed.
     pub shed: String,
@@ -155,7 +161,7 @@ pub struct ShedWarning {
 }
 
 /// Body of `GET /api/sessions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AllSessions {
     /// Sessions of every running shed, sorted by shed, then session.
     pub sessions: Vec<SessionInfo>,
@@ -164,24 +170,49 @@ pub struct AllSessions {
 }
 
 /// Body of `POST /api/sheds/{name}/sessions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
     /// Session name; see [`validate_session_name`].
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
     pub name: String,
     /// Command line run by the session's shell instead of an interactive shell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$")]
     pub command: Option<String>,
-    /// Absolute working directory [default: `/workspace`].
+    /// Absolute working directory of an existing directory [default: `/workspace`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^/[^\\x00]*$", max_length = 4096)]
     pub cwd: Option<String>,
     /// Extra environment for the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = env_schema)]
     pub env: Option<std::collections::BTreeMap<String, String>>,
 }
 
+/// The schema of a session's `env`: names are shell variable names, values
+/// anything but NUL.
+fn env_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[A-Za-z_][A-Za-z0-9_]{0,255}$"))
+        .build();
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[^\\x00]*$"));
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .property_names(Some(name))
+        .additional_properties(Some(value))
+        .build()
+}
+
 /// Body of `GET /api/sheds/{name}/sessions/{session}/output`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionOutput {
     /// The session.
     pub session: String,
@@ -192,10 +223,11 @@ pub struct SessionOutput {
 }
 
 /// Body of `POST /api/sheds/{name}/sessions/{session}/input`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendInputRequest {
     /// Text typed literally: nothing in it is read as a key name.
+    #[schema(pattern = "^[^\\x00]*$")]
     pub text: String,
     /// Press Enter after the text.
     #[serde(default)]
@@ -203,7 +235,7 @@ pub struct SendInputRequest {
 }
 
 /// Body of `GET /api/ssh-host-key`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SshHostKey {
     /// The gateway's public host key, e.g. `ssh-ed25519 AAAA...`.
     pub public_key: String,
@@ -224,8 +256,15 @@ pub fn known_hosts_line(host: &str, port: u16, public_key: &str) -> String {
     }
 }
 
+/// Body of `GET /api/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves requests.
+    pub status: String,
+}
+
 /// Machine-readable error codes; the string form is part of the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// A shed name does not match the name rule.
@@ -311,7 +350,7 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// The inner part of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code.
     pub code: ErrorCode,
@@ -320,7 +359,7 @@ pub struct ErrorDetail {
 }
 
 /// Every error response: `{"error":{"code":"...","message":"..."}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error itself.
     pub error: ErrorDetail,

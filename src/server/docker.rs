@@ -694,6 +694,13 @@ impl ShedBackend for DockerBackend {
             Err(e) if status_of(&e) == Some(404) => {
                 return Err(BackendError::ImageNotFound(new.image.clone()))
             }
+            // Docker's own word that the reference is malformed, e.g. upper case.
+            Err(e) if status_of(&e) == Some(400) => {
+                return Err(BackendError::BadRequest(format!(
+                    "invalid image name {:?}",
+                    new.image
+                )))
+            }
             Err(e) => return Err(docker_error(e, &new.image)),
         }
 
@@ -853,6 +860,19 @@ impl ShedBackend for DockerBackend {
         }
         if let Some(command) = &new.command {
             cmd.push(command.clone());
+            // Keep the pane when the command ends, so its last words can
+            // still be read with `output`. In the same command list, so tmux
+            // applies it before it can notice the command exiting.
+            let window = tmux::pane_target(&new.name);
+            cmd.extend(args(&[
+                ";",
+                "set-option",
+                "-w",
+                "-t",
+                &window,
+                "remain-on-exit",
+                "on",
+            ]));
         }
         match self.tmux(shed, cmd).await? {
             Ok(_) => {}

@@ -16,8 +16,8 @@ use tracing::Level;
 
 use crate::api::{
     known_hosts_line, validate_shed_name, AllSessions, CreateSessionRequest, CreateShedRequest,
-    SendInputRequest, ServerInfo, SessionInfo, SessionList, SessionOutput, Shed, ShedList,
-    SshHostKey,
+    ErrorBody, Health, SendInputRequest, ServerInfo, SessionInfo, SessionList, SessionOutput, Shed,
+    ShedList, SshHostKey,
 };
 use crate::server::backend::{NewShed, ShedBackend};
 use crate::server::error::ApiError;
@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
             post(send_input),
         )
         .route("/api/sessions", get(all_sessions))
+        .route("/api/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/api/health", get(health))
@@ -99,6 +100,65 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// The OpenAPI description of this API, generated from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "shed-server API", description = "Persistent Docker workspaces and the tmux sessions inside them."),
+    paths(
+        health, info, ssh_host_key, list_sheds, create_shed, get_shed, delete_shed, start_shed,
+        stop_shed, list_sessions, create_session, get_session, kill_session, session_output,
+        send_input, all_sessions, openapi_json
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    responses(
+        (status = 200, description = "This document", content_type = "application/json", body = Object),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {
+    use utoipa::OpenApi;
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    // Without api_token this server needs no credentials; say so, so that
+    // clients and checkers see the API as it is.
+    if state.api_token.is_none() {
+        if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+            for operation in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+                for op in operation.values_mut().filter_map(|o| o.as_object_mut()) {
+                    op.remove("security");
+                    if let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut())
+                    {
+                        responses.remove("401");
+                    }
+                }
+            }
+        }
+        if let Some(components) = doc.get_mut("components").and_then(|c| c.as_object_mut()) {
+            components.remove("securitySchemes");
+        }
+    }
+    Json(doc)
 }
 
 async fn require_token(
@@ -121,14 +181,40 @@ async fn require_token(
     Ok(next.run(request).await)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+#[utoipa::path(get, path = "/api/health", responses((status = 200, description = "The process is up", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/info",
+    responses(
+        (status = 200, description = "Server facts", body = ServerInfo),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn info(State(state): State<AppState>) -> Json<ServerInfo> {
     Json(state.info)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/ssh-host-key",
+    responses(
+        (status = 200, description = "The gateway host key", body = SshHostKey),
+        (status = 404, description = "No SSH gateway", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn ssh_host_key(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -159,12 +245,39 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sheds",
+    responses(
+        (status = 200, description = "Every shed", body = ShedList),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn list_sheds(State(state): State<AppState>) -> Result<Json<ShedList>, ApiError> {
     Ok(Json(ShedList {
         sheds: state.backend.list().await?,
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sheds",
+    request_body = CreateShedRequest,
+    responses(
+        (status = 201, description = "Created and started", body = Shed),
+        (status = 400, description = "Invalid name, request, image or clone", body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn create_shed(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateShedRequest>,
@@ -210,6 +323,20 @@ async fn create_shed(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sheds/{name}",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
+    responses(
+        (status = 200, description = "The shed", body = Shed),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 404, description = "No such shed", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn get_shed(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -219,7 +346,8 @@ async fn get_shed(
 }
 
 /// Query of `DELETE /api/sheds/{name}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {
     /// Keep the workspace volume for a later create of the same name.
@@ -227,6 +355,20 @@ pub struct DeleteParams {
     pub keep_volume: bool,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/sheds/{name}",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$"), DeleteParams),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid name or query", body = ErrorBody),
+        (status = 404, description = "No such shed", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn delete_shed(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -237,6 +379,21 @@ async fn delete_shed(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sheds/{name}/start",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
+    responses(
+        (status = 200, description = "Started", body = Shed),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 404, description = "No such shed", body = ErrorBody),
+        (status = 409, description = "Already running", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn start_shed(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -245,6 +402,21 @@ async fn start_shed(
     Ok(Json(state.backend.start(&name).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sheds/{name}/stop",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
+    responses(
+        (status = 200, description = "Stopped", body = Shed),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 404, description = "No such shed", body = ErrorBody),
+        (status = 409, description = "Already stopped", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn stop_shed(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -253,6 +425,22 @@ async fn stop_shed(
     Ok(Json(state.backend.stop(&name).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sheds/{name}/sessions",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
+    responses(
+        (status = 200, description = "The shed's sessions", body = SessionList),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 404, description = "No such shed", body = ErrorBody),
+        (status = 409, description = "Shed not running", body = ErrorBody),
+        (status = 504, description = "The shed did not answer", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn list_sessions(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -263,6 +451,25 @@ async fn list_sessions(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sheds/{name}/sessions",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
+    request_body = CreateSessionRequest,
+    responses(
+        (status = 201, description = "Created, detached", body = SessionInfo),
+        (status = 400, description = "Invalid name or request", body = ErrorBody),
+        (status = 404, description = "No such shed", body = ErrorBody),
+        (status = 409, description = "Session exists, limit reached or shed not running", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 504, description = "The shed did not answer", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn create_session(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -280,6 +487,22 @@ async fn create_session(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sheds/{name}/sessions/{session}",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$"), ("session" = String, Path, description = "Session name", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")),
+    responses(
+        (status = 200, description = "The session", body = SessionInfo),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 404, description = "No such shed or session", body = ErrorBody),
+        (status = 409, description = "Shed not running", body = ErrorBody),
+        (status = 504, description = "The shed did not answer", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn get_session(
     State(state): State<AppState>,
     ApiPath((name, session)): ApiPath<(String, String)>,
@@ -289,6 +512,22 @@ async fn get_session(
     Ok(Json(state.sessions.get(&name, &session).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/sheds/{name}/sessions/{session}",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$"), ("session" = String, Path, description = "Session name", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")),
+    responses(
+        (status = 204, description = "Killed"),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 404, description = "No such shed or session", body = ErrorBody),
+        (status = 409, description = "Shed not running", body = ErrorBody),
+        (status = 504, description = "The shed did not answer", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn kill_session(
     State(state): State<AppState>,
     ApiPath((name, session)): ApiPath<(String, String)>,
@@ -300,13 +539,31 @@ async fn kill_session(
 }
 
 /// Query of the output endpoint.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OutputParams {
-    /// How many lines, counting back from the bottom of the pane.
+    /// How many lines, counting back from the bottom of the pane (1 to 10000, default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub lines: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sheds/{name}/sessions/{session}/output",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$"), ("session" = String, Path, description = "Session name", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"), OutputParams),
+    responses(
+        (status = 200, description = "Recent output", body = SessionOutput),
+        (status = 400, description = "Invalid name or lines", body = ErrorBody),
+        (status = 404, description = "No such shed or session", body = ErrorBody),
+        (status = 409, description = "Shed not running", body = ErrorBody),
+        (status = 504, description = "The shed did not answer", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn session_output(
     State(state): State<AppState>,
     ApiPath((name, session)): ApiPath<(String, String)>,
@@ -329,6 +586,25 @@ async fn session_output(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sheds/{name}/sessions/{session}/input",
+    params(("name" = String, Path, description = "Shed name", pattern = "^[a-z0-9][a-z0-9-]{0,62}$"), ("session" = String, Path, description = "Session name", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")),
+    request_body = SendInputRequest,
+    responses(
+        (status = 204, description = "Typed"),
+        (status = 400, description = "Invalid name or text", body = ErrorBody),
+        (status = 404, description = "No such shed or session", body = ErrorBody),
+        (status = 409, description = "Shed not running", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 504, description = "The shed did not answer", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn send_input(
     State(state): State<AppState>,
     ApiPath((name, session)): ApiPath<(String, String)>,
@@ -337,11 +613,6 @@ async fn send_input(
     check_name(&name)?;
     sessions::check_session_name(&session)?;
     sessions::check_arg("text", &request.text)?;
-    if request.text.is_empty() && !request.enter {
-        return Err(ApiError::InvalidRequest(
-            "text is empty and enter is false: nothing to send".into(),
-        ));
-    }
     state
         .backend
         .send_input(&name, &session, &request.text, request.enter)
@@ -349,6 +620,17 @@ async fn send_input(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sessions",
+    responses(
+        (status = 200, description = "Every session of every running shed", body = AllSessions),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 500, description = "Internal error; details in the server log", body = ErrorBody),
+        (status = 503, description = "Docker unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn all_sessions(State(state): State<AppState>) -> Result<Json<AllSessions>, ApiError> {
     Ok(Json(state.sessions.all().await?))
 }
@@ -684,8 +966,8 @@ mod tests {
                 "POST",
                 "/api/sheds/s/sessions/two/input",
                 Some(r#"{"text":""}"#),
-                StatusCode::BAD_REQUEST,
-                "INVALID_REQUEST",
+                StatusCode::NO_CONTENT,
+                "<none>",
             ),
             (
                 "POST",
