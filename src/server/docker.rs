@@ -32,6 +32,8 @@ const STOP_TIMEOUT_SECS: i32 = 10;
 const DOCKER_TIMEOUT_SECS: u64 = 60;
 /// Upper bound on a create's `git clone`.
 const CLONE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Read buffer for an exec's output stream.
+const EXEC_READ_CAPACITY: usize = 256 * 1024;
 /// How much of a failed command's output is kept for the error message.
 const ERROR_TAIL_BYTES: usize = 800;
 
@@ -526,6 +528,10 @@ impl DockerBackend {
                 &exec.id,
                 Some(StartExecOptions {
                     tty: request.tty,
+                    // bollard reads 8 KiB at a time by default; bulk output
+                    // (a build log, `cat` of a big file) moves in far fewer,
+                    // larger SSH packets with a bigger buffer.
+                    output_capacity: Some(EXEC_READ_CAPACITY),
                     ..Default::default()
                 }),
             )

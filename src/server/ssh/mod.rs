@@ -41,6 +41,19 @@ impl Gateway {
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_max: 4,
             nodelay: true,
+            preferred: russh::Preferred {
+                // The client's order decides, and OpenSSH lists chacha20 and
+                // then the CTR modes before AES-GCM, so only AES-GCM is
+                // offered: it runs on the CPU's AES instructions (ring) and
+                // cost the gateway about a third of the CPU per byte of
+                // chacha20-poly1305 or CTR+HMAC (bench row 5). OpenSSH has
+                // had it since 6.2, PuTTY since 0.76.
+                cipher: std::borrow::Cow::Borrowed(&[
+                    russh::cipher::AES_256_GCM,
+                    russh::cipher::AES_128_GCM,
+                ]),
+                ..Default::default()
+            },
             ..Default::default()
         };
         Gateway {

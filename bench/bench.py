@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""shed benchmarks against the raw Docker floor, side by side in one run.
+
+Usage: python3 bench/bench.py [--quick]   (writes BENCHMARKS.md)
+
+Every row runs shed and its baseline alternately in the same run, so machine
+noise hits both; figures are medians and ratios. Only the standard library
+is used. It builds the release binaries, starts real shed-servers on
+127.0.0.1 with their own isolation prefixes, and removes everything it made.
+"""
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import fcntl
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = "--quick" in sys.argv
+RUNS = 7 if QUICK else 21
+IMAGE = "shed-test:latest"
+FMT = "#{session_name}\t#{session_created}\t#{session_activity}\t#{session_attached}\t#{session_windows}\t#{pane_current_command}\t#{pane_current_path}"
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_ms(samples):
+    return statistics.median(samples) * 1000
+
+
+def pct(samples, q):
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+class Server:
+    """A release shed-server with its own prefix, key and config."""
+
+    def __init__(self, name, key_pub):
+        self.dir = tempfile.mkdtemp(prefix="shed-bench-")
+        self.prefix = f"bench{os.getpid()}{name}"
+        with open(os.path.join(self.dir, "authorized_keys"), "w") as f:
+            f.write(key_pub)
+        config = os.path.join(self.dir, "server.toml")
+        with open(config, "w") as f:
+            f.write(
+                f'name = "{name}"\nhttp_port = 0\nssh_port = 0\nisolation_prefix = "{self.prefix}"\n'
+                f'default_image = "{IMAGE}"\ndata_dir = "{self.dir}/data"\n'
+                f'authorized_keys = "{self.dir}/authorized_keys"\nmax_sessions_per_shed = 64\n'
+            )
+        self.proc = subprocess.Popen(
+            [os.path.join(ROOT, "target/release/shed-server"), "serve", "--config", config],
+            stdout=subprocess.PIPE,
+            stderr=open(os.path.join(self.dir, "log"), "w"),
+            text=True,
+            env=dict(os.environ, SHED_LOG="warn"),
+        )
+        line = self.proc.stdout.readline()
+        self.http = int(re.search(r"http://[^ ]*:(\d+)", line).group(1))
+        self.ssh = int(re.search(r"ssh://[^ ]*:(\d+)", line).group(1))
+        self.name = name
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.http}{path}"
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url(path), timeout=60) as r:
+            return json.loads(r.read() or b"null")
+
+    def post(self, path, body):
+        req = urllib.request.Request(
+            self.url(path), data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return json.loads(r.read() or b"null")
+
+    def container(self, shed):
+        return f"{self.prefix}-shed-{shed}"
+
+    def cpu_seconds(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self):
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def make_sheds(self, count, sessions):
+        have = {s["name"] for s in self.get("/api/sheds")["sheds"]}
+        for i in range(count):
+            name = f"s{i}"
+            if name in have:
+                continue
+            self.post("/api/sheds", {"name": name})
+            for j in range(sessions):
+                self.post(f"/api/sheds/{name}/sessions", {"name": f"t{j}"})
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        ids = sh("docker", "ps", "-aq", "--filter", f"label={self.prefix}.shed=true").stdout.split()
+        if ids:
+            sh("docker", "rm", "-f", "-v", *ids, check=False)
+        vols = sh("docker", "volume", "ls", "-q", "--filter", f"label={self.prefix}.shed=true").stdout.split()
+        if vols:
+            sh("docker", "volume", "rm", "-f", *vols, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def docker_list(container):
+    sh("docker", "exec", container, "tmux", "list-sessions", "-F", FMT)
+
+
+def ssh_args(server, key, shed, tty=False):
+    return [
+        "ssh", "-tt" if tty else "-T", "-p", str(server.ssh), "-i", key,
+        "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+        f"{shed}@127.0.0.1",
+    ]
+
+
+class Pty:
+    """A program on a pseudo-terminal, read and typed into like a person would."""
+
+    def __init__(self, argv, cols=100, rows=30):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execvpe(argv[0], argv, dict(os.environ, TERM="xterm-256color"))
+        self.resize(cols, rows)
+        self.buf = b""
+
+    def resize(self, cols, rows):
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def read_until(self, pattern, timeout=20):
+        deadline = time.perf_counter() + timeout
+        regex = re.compile(pattern)
+        while time.perf_counter() < deadline:
+            if regex.search(self.buf):
+                return True
+            r, _, _ = select.select([self.fd], [], [], 0.05)
+            if r:
+                try:
+                    self.buf += os.read(self.fd, 65536)
+                except OSError:
+                    return bool(regex.search(self.buf))
+        return False
+
+    def write(self, data):
+        os.write(self.fd, data)
+
+    def close(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(self.fd)
+
+
+def row(rows, name, ours, base, ratio, target, met, note=""):
+    rows.append({"name": name, "ours": ours, "base": base, "ratio": ratio, "target": target, "met": met, "note": note})
+    print(f"{name}: ours {ours} | baseline {base} | ratio {ratio} | target {target} | {'met' if met else 'MISSED'} {note}", flush=True)
+
+
+def bench_one_shed(rows, server):
+    container = server.container("s0")
+    ours, base = [], []
+    for _ in range(RUNS):
+        ours.append(timed(lambda: server.get("/api/sheds/s0/sessions")))
+        base.append(timed(lambda: docker_list(container)))
+    r = median_ms(ours) / median_ms(base)
+    row(rows, "1. One shed's sessions (GET /api/sheds/X/sessions vs docker exec tmux list-sessions)",
+        f"{median_ms(ours):.1f} ms", f"{median_ms(base):.1f} ms", f"{r:.2f}", "≤ 1.2", r <= 1.2)
+
+
+def bench_all_sessions(rows, server, count):
+    server.make_sheds(count, 3)
+    containers = [server.container(f"s{i}") for i in range(count)]
+
+    def sequential():
+        for c in containers:
+            docker_list(c)
+
+    def parallel():
+        with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+            list(pool.map(docker_list, containers))
+
+    ours, seq, par = [], [], []
+    cpu = 0.0
+    runs = max(5, RUNS // (3 if count >= 50 else 1))
+    for _ in range(runs):
+        before = server.cpu_seconds()
+        ours.append(timed(lambda: server.get("/api/sessions")))
+        cpu += server.cpu_seconds() - before
+        seq.append(timed(sequential))
+        par.append(timed(parallel))
+    o, s, p = median_ms(ours), median_ms(seq), median_ms(par)
+    met = o <= 1.1 * p and (count < 50 or s / o >= 2)
+    row(rows, f"2. Every session, {count} sheds x 3 (GET /api/sessions vs docker exec loops)",
+        f"{o:.0f} ms, {cpu / runs * 1000:.1f} ms CPU/request",
+        f"sequential {s:.0f} ms, parallel {p:.0f} ms",
+        f"{o / p:.2f}x parallel, {s / o:.1f}x faster than sequential",
+        "≤ 1.1x parallel; ≥ 2x sequential at 50", met)
+
+
+def bench_across_servers(rows, servers, config_path):
+    env = dict(os.environ, SHED_CONFIG=config_path)
+    shed = os.path.join(ROOT, "target/release/shed")
+
+    def run(*args):
+        subprocess.run([shed, *args], env=env, check=True, capture_output=True)
+
+    ours, single = [], []
+    for _ in range(RUNS):
+        ours.append(timed(lambda: run("sessions", "--all")))
+        times = [timed(lambda s=s: run("-s", s.name, "sessions")) for s in servers]
+        single.append(max(times))
+    r = median_ms(ours) / median_ms(single)
+    row(rows, "3. Across 3 servers x 10 sheds (shed sessions --all vs the slowest single server)",
+        f"{median_ms(ours):.0f} ms", f"{median_ms(single):.0f} ms", f"{r:.2f}", "≤ 1.3", r <= 1.3)
+
+
+def first_screen(argv):
+    p = Pty(argv)
+    start = time.perf_counter()
+    ok = p.read_until(rb"\[bench\]")
+    elapsed = time.perf_counter() - start
+    p.close()
+    if not ok:
+        raise RuntimeError(f"no status line from {argv[0]}: {p.buf[-300:]!r}")
+    return elapsed
+
+
+def bench_attach(rows, server, key, config_path):
+    container = server.container("s0")
+    shed = os.path.join(ROOT, "target/release/shed")
+    ours, base = [], []
+    for _ in range(RUNS):
+        # Each run attaches to an existing session, as a reattach does.
+        ours.append(first_screen(["env", f"SHED_CONFIG={config_path}", shed, "attach", "s0", "-S", "bench"]))
+        base.append(first_screen(["docker", "exec", "-it", container, "tmux", "new-session", "-A", "-s", "bench"]))
+    r = median_ms(ours) / median_ms(base)
+    row(rows, "4. Attach, time to first screen (shed attach vs docker exec -it tmux new-session -A)",
+        f"{median_ms(ours):.0f} ms", f"{median_ms(base):.0f} ms", f"{r:.2f}", "≤ 1.5 and < 300 ms",
+        r <= 1.5 and median_ms(ours) < 300)
+
+
+def throughput(argv):
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    total = 0
+    while True:
+        chunk = proc.stdout.read(1 << 20)
+        if not chunk:
+            break
+        total += len(chunk)
+    proc.wait()
+    return total / (time.perf_counter() - start) / 1e6, total
+
+
+def bench_throughput(rows, server, key):
+    container = server.container("s0")
+    size = "100M" if QUICK else "500M"
+    ours, base = [], []
+    for _ in range(3):
+        o, n1 = throughput(ssh_args(server, key, "s0") + [f"head -c {size} /dev/zero"])
+        b, n2 = throughput(["docker", "exec", container, "head", "-c", size, "/dev/zero"])
+        if n1 != n2:
+            raise RuntimeError(f"byte counts differ: {n1} vs {n2}")
+        ours.append(o)
+        base.append(b)
+    o, b = statistics.median(ours), statistics.median(base)
+    row(rows, f"5. Throughput, head -c {size} /dev/zero (ssh through the gateway vs docker exec)",
+        f"{o:.0f} MB/s", f"{b:.0f} MB/s", f"{o / b:.2f}", "≥ 0.7", o / b >= 0.7)
+
+
+def echo_latencies(argv, count):
+    p = Pty(argv)
+    if not p.read_until(rb"ready-for-keys", timeout=20):
+        p.close()
+        raise RuntimeError(f"no prompt from {argv[0]}: {p.buf[-200:]!r}")
+    samples = []
+    for i in range(count):
+        ch = bytes([ord("a") + i % 26])
+        p.buf = b""
+        start = time.perf_counter()
+        p.write(ch)
+        if not p.read_until(re.escape(ch), timeout=5):
+            break
+        samples.append(time.perf_counter() - start)
+    p.close()
+    return samples
+
+
+def bench_echo(rows, server, key):
+    container = server.container("s0")
+    prep = "stty -icanon; echo ready-for-keys; cat >/dev/null"
+    count = 100 if QUICK else 400
+    ours = echo_latencies(ssh_args(server, key, "s0", tty=True) + [prep], count)
+    base = echo_latencies(["docker", "exec", "-it", container, "sh", "-c", prep], count)
+    o50, o99 = median_ms(ours), pct(ours, 99) * 1000
+    b50, b99 = median_ms(base), pct(base, 99) * 1000
+    row(rows, "6. Keystroke echo round trip (gateway vs docker exec -it)",
+        f"p50 {o50:.2f} ms, p99 {o99:.2f} ms", f"p50 {b50:.2f} ms, p99 {b99:.2f} ms",
+        f"p99 added {o99 - b99:+.2f} ms", "p99 added ≤ 5 ms", o99 - b99 <= 5)
+
+
+def bench_resize(rows, server, key):
+    # The shell prints its width whenever SIGWINCH arrives.
+    script = 'trap "echo cols=\\$(tput cols)" WINCH; echo ready-for-resize; while :; do sleep 0.01; done'
+    p = Pty(ssh_args(server, key, "s0", tty=True) + [f"bash -c '{script}'"], cols=100)
+    if not p.read_until(rb"ready-for-resize"):
+        p.close()
+        raise RuntimeError("resize probe did not start")
+    samples = []
+    for i in range(RUNS):
+        cols = 60 + i % 2 * 20 + i
+        p.buf = b""
+        start = time.perf_counter()
+        p.resize(cols, 30)
+        if p.read_until(f"cols={cols}".encode(), timeout=5):
+            samples.append(time.perf_counter() - start)
+    p.close()
+    m = median_ms(samples)
+    row(rows, "7. Resize propagation (window change to tput cols inside)", f"{m:.1f} ms (p99 {pct(samples, 99) * 1000:.1f} ms)",
+        "-", "-", "< 100 ms", m < 100)
+
+
+def bench_memory(rows, server, key, idle_mb):
+    with_50 = server.rss_mb()
+    attached = []
+    for i in range(20):
+        p = Pty(ssh_args(server, key, "s0", tty=True) + [f"tmux new-session -A -s mem{i}"])
+        attached.append(p)
+    for p in attached:
+        p.read_until(rb"\[mem\d+\]", timeout=20)
+    time.sleep(1)
+    with_20 = server.rss_mb()
+    for p in attached:
+        p.close()
+    per = (with_20 - with_50) / 20
+    row(rows, "8. Memory (shed-server RSS)",
+        f"idle {idle_mb:.1f} MB, 50 sheds {with_50:.1f} MB, +20 attached {with_20:.1f} MB ({per:.2f} MB each)",
+        "-", "-", "idle < 20 MB, < 2 MB per attached session", idle_mb < 20 and per < 2)
+
+
+def main():
+    os.chdir(ROOT)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--bins"], check=True)
+    subprocess.run(["bash", "docker/build-test-image.sh", IMAGE], check=True, capture_output=True)
+    keydir = tempfile.mkdtemp(prefix="shed-bench-key-")
+    key = os.path.join(keydir, "id")
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+    key_pub = open(key + ".pub").read()
+    rows, servers = [], []
+    config_path = os.path.join(keydir, "config.toml")
+    try:
+        main_server = Server("main", key_pub)
+        servers.append(main_server)
+        time.sleep(0.5)
+        idle = main_server.rss_mb()
+        main_server.make_sheds(1, 3)
+        with open(config_path, "w") as f:
+            f.write(f'default_server = "main"\n[servers.main]\nhost = "127.0.0.1"\nhttp_port = {main_server.http}\n'
+                    f'ssh_port = {main_server.ssh}\nidentity_file = "{key}"\n')
+        # The CLI checks host keys strictly; record this server's.
+        host_key = main_server.get("/api/ssh-host-key")["known_hosts"].replace("[localhost]", "[127.0.0.1]")
+        with open(os.path.join(keydir, "known_hosts"), "w") as f:
+            f.write(host_key + "\n")
+        for name, fn in [
+            ("1", lambda: bench_one_shed(rows, main_server)),
+            ("4", lambda: bench_attach(rows, main_server, key, config_path)),
+            ("5", lambda: bench_throughput(rows, main_server, key)),
+            ("6", lambda: bench_echo(rows, main_server, key)),
+            ("7", lambda: bench_resize(rows, main_server, key)),
+            ("2a", lambda: bench_all_sessions(rows, main_server, 1)),
+            ("2b", lambda: bench_all_sessions(rows, main_server, 10)),
+            ("2c", lambda: bench_all_sessions(rows, main_server, 50)),
+            ("8", lambda: bench_memory(rows, main_server, key, idle)),
+        ]:
+            try:
+                fn()
+            except Exception as e:  # a broken row is reported, not hidden
+                row(rows, f"row {name}", "error", "-", "-", "-", False, note=str(e)[:200])
+        others = [Server(n, key_pub) for n in ("b", "c")]
+        servers.extend(others)
+        across = os.path.join(keydir, "across.toml")
+        with open(across, "w") as f:
+            for s in [main_server] + others:
+                f.write(f'[servers.{s.name}]\nhost = "127.0.0.1"\nhttp_port = {s.http}\nssh_port = {s.ssh}\n')
+            f.write('\n')
+        for s in others:
+            s.make_sheds(10, 3)
+        try:
+            bench_across_servers(rows, [main_server] + others, across)
+        except Exception as e:
+            row(rows, "row 3", "error", "-", "-", "-", False, note=str(e)[:200])
+    finally:
+        for s in servers:
+            s.close()
+        shutil.rmtree(keydir, ignore_errors=True)
+
+    cpu = sh("sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").stdout.strip()
+    lines = [
+        "# BENCHMARKS",
+        "",
+        f"One run of `python3 bench/bench.py{' --quick' if QUICK else ''}` on {time.strftime('%Y-%m-%d')}, "
+        f"{os.cpu_count()} cores ({cpu}), Docker {sh('docker', 'version', '-f', '{{.Server.Version}}').stdout.strip()}. "
+        f"Medians of {RUNS} alternating runs unless stated; baselines are the docker CLI doing the same job by hand.",
+        "",
+        "| benchmark | shed | baseline | ratio | target | met |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(rows, key=lambda r: r["name"]):
+        note = f" ({r['note']})" if r["note"] else ""
+        lines.append(f"| {r['name']}{note} | {r['ours']} | {r['base']} | {r['ratio']} | {r['target']} | {'yes' if r['met'] else '**no**'} |")
+    notes_path = os.path.join(ROOT, "bench", "NOTES.md")
+    if os.path.exists(notes_path):
+        lines += ["", open(notes_path).read().strip()]
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
