@@ -237,14 +237,22 @@ def bench_across_servers(rows, servers, config_path):
     def run(*args):
         subprocess.run([shed, *args], env=env, check=True, capture_output=True)
 
-    ours, single = [], []
+    def each_in_parallel():
+        with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+            list(pool.map(lambda s: run("-s", s.name, "sessions"), servers))
+
+    ours, single, parallel = [], [], []
     for _ in range(RUNS):
         ours.append(timed(lambda: run("sessions", "--all")))
         times = [timed(lambda s=s: run("-s", s.name, "sessions")) for s in servers]
         single.append(max(times))
+        parallel.append(timed(each_in_parallel))
     r = median_ms(ours) / median_ms(single)
-    row(rows, "3. Across 3 servers x 10 sheds (shed sessions --all vs the slowest single server)",
-        f"{median_ms(ours):.0f} ms", f"{median_ms(single):.0f} ms", f"{r:.2f}", "≤ 1.3", r <= 1.3)
+    p = median_ms(ours) / median_ms(parallel)
+    row(rows, "3. Across 3 servers x 10 sheds (shed sessions --all vs the slowest single server alone)",
+        f"{median_ms(ours):.0f} ms",
+        f"slowest alone {median_ms(single):.0f} ms; the three run by hand in parallel {median_ms(parallel):.0f} ms",
+        f"{r:.2f} (vs parallel by hand: {p:.2f})", "≤ 1.3", r <= 1.3)
 
 
 def first_screen(argv):
@@ -361,7 +369,10 @@ def bench_memory(rows, server, key, idle_mb):
         attached.append(p)
     for p in attached:
         p.read_until(rb"\[mem\d+\]", timeout=20)
-    time.sleep(1)
+    sessions = server.get("/api/sheds/s0/sessions")["sessions"]
+    live = [s for s in sessions if s["name"].startswith("mem") and s["attached"] >= 1]
+    if len(live) != 20:
+        raise RuntimeError(f"only {len(live)} of 20 clients attached")
     with_20 = server.rss_mb()
     for p in attached:
         p.close()
@@ -409,17 +420,17 @@ def main():
                 fn()
             except Exception as e:  # a broken row is reported, not hidden
                 row(rows, f"row {name}", "error", "-", "-", "-", False, note=str(e)[:200])
-        others = [Server(n, key_pub) for n in ("b", "c")]
-        servers.extend(others)
+        # Three fresh servers of exactly 10 sheds each (main holds 50 by now).
+        trio = [Server(n, key_pub) for n in ("x1", "x2", "x3")]
+        servers.extend(trio)
         across = os.path.join(keydir, "across.toml")
         with open(across, "w") as f:
-            for s in [main_server] + others:
+            for s in trio:
                 f.write(f'[servers.{s.name}]\nhost = "127.0.0.1"\nhttp_port = {s.http}\nssh_port = {s.ssh}\n')
-            f.write('\n')
-        for s in others:
+        for s in trio:
             s.make_sheds(10, 3)
         try:
-            bench_across_servers(rows, [main_server] + others, across)
+            bench_across_servers(rows, trio, across)
         except Exception as e:
             row(rows, "row 3", "error", "-", "-", "-", False, note=str(e)[:200])
     finally:

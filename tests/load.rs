@@ -15,6 +15,18 @@ use std::time::{Duration, Instant};
 const CLIENTS: usize = 100;
 const SSH_STREAMS: usize = 10;
 
+fn exec_ids(container: &str) -> usize {
+    docker(&["inspect", "-f", "{{len .ExecIDs}}", container])
+        .parse()
+        .unwrap()
+}
+
+async fn alive_tasks(server: &TestServer) -> u64 {
+    common::http::get(&server.url("/api/health")).await.json["alive_tasks"]
+        .as_u64()
+        .expect("alive_tasks in /api/health")
+}
+
 fn container_processes(container: &str) -> usize {
     docker(&["top", container, "-eo", "pid"])
         .lines()
@@ -109,6 +121,8 @@ async fn hundred_clients_and_ten_ssh_streams_without_errors_or_leaks() {
     );
     let procs_before = container_processes(&container);
     let fds_before = server.open_fds();
+    let execs_before = exec_ids(&container);
+    let tasks_before = alive_tasks(&server).await;
 
     let streamed = Arc::new(AtomicU64::new(0));
     let mut streams = Vec::new();
@@ -167,5 +181,28 @@ async fn hundred_clients_and_ten_ssh_streams_without_errors_or_leaks() {
             <= fds_before + 4),
         "server fds grew from {fds_before} to {}",
         server.open_fds()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || exec_ids(&container)
+            <= execs_before),
+        "docker execs left: {} before, {} after",
+        execs_before,
+        exec_ids(&container)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut tasks_after = alive_tasks(&server).await;
+    while tasks_after > tasks_before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tasks_after = alive_tasks(&server).await;
+    }
+    eprintln!(
+        "load: tasks {tasks_before} -> {tasks_after}, fds {fds_before} -> {}, execs {execs_before} -> {}, shed processes {procs_before} -> {}",
+        server.open_fds(),
+        exec_ids(&container),
+        container_processes(&container)
+    );
+    assert!(
+        tasks_after <= tasks_before,
+        "server tasks grew from {tasks_before} to {tasks_after}"
     );
 }

@@ -261,6 +261,9 @@ pub fn known_hosts_line(host: &str, port: u16, public_key: &str) -> String {
 pub struct Health {
     /// Always `ok` while the process serves requests.
     pub status: String,
+    /// Tasks alive in the server's runtime (connections, SSH channels, ...),
+    /// so leaks show from outside.
+    pub alive_tasks: u64,
 }
 
 /// Machine-readable error codes; the string form is part of the API.

@@ -185,6 +185,9 @@ async fn require_token(
 async fn health() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
+        alive_tasks: tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks() as u64,
     })
 }
 
