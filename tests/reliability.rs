@@ -125,10 +125,7 @@ async fn sigterm_finishes_requests_in_flight() {
     make_shed(&server, "slow").await;
     post(&server.url("/api/sheds/slow/sessions"), r#"{"name":"x"}"#).await;
     // Wedge tmux so that /api/sessions takes the full per-shed timeout.
-    docker(&[
-        "exec", &server.container("slow"), "sh", "-c",
-        "t=$(command -v tmux); mv $t $t.real; printf '#!/bin/sh\\nexec sleep 601\\n' > $t; chmod +x $t",
-    ]);
+    wedge_tmux(&server.container("slow"), 601);
     let url = server.url("/api/sessions");
     let request = tokio::spawn(async move { get(&url).await });
     let container = server.container("slow");

@@ -322,10 +322,7 @@ async fn all_sessions_is_sorted_and_survives_a_hung_shed() {
         assert_eq!(r.status, 201, "{}", r.json);
     }
     // Make every tmux call in "hung" hang, as a wedged container would.
-    docker(&[
-        "exec", &server.container("hung"), "sh", "-c",
-        "t=$(command -v tmux); mv $t $t.real; printf '#!/bin/sh\\nexec sleep 600\\n' > $t; chmod +x $t",
-    ]);
+    wedge_tmux(&server.container("hung"), 600);
     let started = Instant::now();
     let r = get(&server.url("/api/sessions")).await;
     let took = started.elapsed();

@@ -720,3 +720,12 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Replaces tmux in a container with a program that sleeps `secs` seconds,
+/// so every tmux call there hangs, as in a wedged shed.
+pub fn wedge_tmux(container: &str, secs: u32) {
+    let script = format!(
+        "t=$(command -v tmux); mv $t $t.real; printf '#!/bin/sh\\nexec sleep {secs}\\n' > $t; chmod +x $t"
+    );
+    docker(&["exec", container, "sh", "-c", &script]);
+}
