@@ -831,19 +831,7 @@ impl ShedBackend for DockerBackend {
 
     async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
         self.require_running(shed).await?;
-        match self.tmux(shed, tmux::list_command()).await? {
-            Ok(text) => Ok(tmux::parse_sessions(
-                &text,
-                shed,
-                &self.server_name,
-                Utc::now(),
-            )),
-            // A running shed without a tmux server simply has no sessions.
-            Err((TmuxFailure::NoServer, _)) => Ok(Vec::new()),
-            Err((_, message)) => Err(BackendError::Internal(format!(
-                "tmux list-sessions in shed {shed}: {message}"
-            ))),
-        }
+        self.list_sessions_unchecked(shed).await
     }
 
     async fn create_session(
@@ -894,7 +882,7 @@ impl ShedBackend for DockerBackend {
                 )))
             }
         }
-        let sessions = self.list_sessions(shed).await?;
+        let sessions = self.list_sessions_unchecked(shed).await?;
         match sessions.into_iter().find(|s| s.name == new.name) {
             Some(session) => Ok(session),
             // The command finished at once and took the session with it.
@@ -1017,6 +1005,23 @@ impl DockerBackend {
             return Err(BackendError::TmuxNotAvailable(shed.into()));
         }
         Ok(Err((failure, message.trim().to_string())))
+    }
+
+    /// Every session of a shed already known to run, in one exec.
+    async fn list_sessions_unchecked(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
+        match self.tmux(shed, tmux::list_command()).await? {
+            Ok(text) => Ok(tmux::parse_sessions(
+                &text,
+                shed,
+                &self.server_name,
+                Utc::now(),
+            )),
+            // A running shed without a tmux server simply has no sessions.
+            Err((TmuxFailure::NoServer, _)) => Ok(Vec::new()),
+            Err((_, message)) => Err(BackendError::Internal(format!(
+                "tmux list-sessions in shed {shed}: {message}"
+            ))),
+        }
     }
 
     /// Maps a failure of a command aimed at one session.
