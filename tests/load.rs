@@ -189,12 +189,11 @@ async fn hundred_clients_and_ten_ssh_streams_without_errors_or_leaks() {
         execs_before,
         exec_ids(&container)
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut tasks_after = alive_tasks(&server).await;
-    while tasks_after > tasks_before && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        tasks_after = alive_tasks(&server).await;
-    }
+    let (_, tasks_after) = eventually(Duration::from_secs(20), || async {
+        let now = alive_tasks(&server).await;
+        (now <= tasks_before, now)
+    })
+    .await;
     eprintln!(
         "load: tasks {tasks_before} -> {tasks_after}, fds {fds_before} -> {}, execs {execs_before} -> {}, shed processes {procs_before} -> {}",
         server.open_fds(),

@@ -14,31 +14,30 @@ fn server_cmd(dir: &std::path::Path) -> Command {
     cmd
 }
 
+/// Writes `config` to `path`, runs the server on it, expects it to refuse
+/// to start, and returns what it printed on stderr.
+fn start_fails(dir: &std::path::Path, path: &std::path::Path, config: &str) -> String {
+    std::fs::write(path, config).unwrap();
+    let out = server_cmd(dir)
+        .args(["serve", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with {config:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn unknown_key_fails_naming_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("server.toml");
-    std::fs::write(&path, "http_port = 0\ndefualt_image = \"x\"\n").unwrap();
-    let out = server_cmd(dir.path())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = start_fails(dir.path(), &path, "http_port = 0\ndefualt_image = \"x\"\n");
     assert!(
         err.contains(path.to_str().unwrap()) && err.contains("defualt_image"),
         "{err}"
     );
 
-    std::fs::write(&path, "http_port = 99999\n").unwrap();
-    let out = server_cmd(dir.path())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = start_fails(dir.path(), &path, "http_port = 99999\n");
     assert!(err.contains("http_port"), "{err}");
 }
 
@@ -99,14 +98,7 @@ fn runs_with_no_config_file_at_all() {
 fn public_bind_needs_a_token_or_an_explicit_opt_out() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("server.toml");
-    std::fs::write(&path, "bind = \"0.0.0.0\"\nhttp_port = 0\n").unwrap();
-    let out = server_cmd(dir.path())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = start_fails(dir.path(), &path, "bind = \"0.0.0.0\"\nhttp_port = 0\n");
     assert!(
         err.contains("api_token") && err.contains("insecure_no_auth"),
         "{err}"

@@ -79,37 +79,28 @@ async fn create_list_get_output_input_kill() {
     .await;
     assert_eq!(r.status, 204, "{}", r.json);
     let output = server.url("/api/sheds/p/sessions/agent/output?lines=20");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut text = String::new();
-    while Instant::now() < deadline {
-        text = get(&output).await.json["output"]
+    let (_, text) = eventually(Duration::from_secs(10), || async {
+        let text = get(&output).await.json["output"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if text.contains("hi there 42 C-c Enter") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (text.contains("hi there 42 C-c Enter"), text)
+    })
+    .await;
     assert!(text.contains("hi there 42 C-c Enter"), "{text}");
 
     // Output includes scrollback and honours `lines`.
     post(&input, r#"{"text":"seq 1 300","enter":true}"#).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut out = serde_json::Value::Null;
-    while Instant::now() < deadline {
-        out = get(&server.url("/api/sheds/p/sessions/agent/output?lines=250"))
-            .await
-            .json;
-        if out["output"]
+    let output = server.url("/api/sheds/p/sessions/agent/output?lines=250");
+    let (_, out) = eventually(Duration::from_secs(10), || async {
+        let out = get(&output).await.json;
+        let done = out["output"]
             .as_str()
             .unwrap_or_default()
-            .contains("\n300\n")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .contains("\n300\n");
+        (done, out)
+    })
+    .await;
     let text = out["output"].as_str().unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 250, "{text}");

@@ -285,14 +285,12 @@ impl Drop for TestServer {
 }
 
 fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+    let mut status = None;
+    wait_until(limit, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status
 }
 
 /// Ports of a running server.
@@ -409,10 +407,10 @@ impl Cli {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Adds `server` under `name`.
-    pub fn add_server(&self, server: &TestServer, name: &str) {
+    /// Adds `server` under `name`, with extra `shed server add` flags.
+    pub fn add_server_with(&self, server: &TestServer, name: &str, extra: &[&str]) {
         let port = server.port.to_string();
-        self.ok(&[
+        let mut args = vec![
             "server",
             "add",
             "127.0.0.1",
@@ -420,7 +418,14 @@ impl Cli {
             &port,
             "--name",
             name,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+    }
+
+    /// Adds `server` under `name`.
+    pub fn add_server(&self, server: &TestServer, name: &str) {
+        self.add_server_with(server, name, &[]);
     }
 }
 
@@ -443,6 +448,23 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls the async `probe` until it reports done or `limit` passes; returns
+/// whether it got there, and the last value it produced.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> (bool, T)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (bool, T)>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let (done, value) = probe().await;
+        if done || Instant::now() >= deadline {
+            return (done, value);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -598,19 +620,8 @@ impl TestServer {
 impl Cli {
     /// Adds `server` with `key` as its identity.
     pub fn add_server_with_key(&self, server: &TestServer, name: &str, key: &SshKey) {
-        let port = server.port.to_string();
         let identity = key.private.to_string_lossy().into_owned();
-        self.ok(&[
-            "server",
-            "add",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--name",
-            name,
-            "--identity",
-            &identity,
-        ]);
+        self.add_server_with(server, name, &["--identity", &identity]);
     }
 
     /// A `shed` command with this config, for callers that need pipes.
