@@ -265,3 +265,50 @@ fn completions_are_generated() {
         assert!(out.contains("shed") && out.contains("create"), "{shell}");
     }
 }
+
+#[test]
+fn on_a_terminal_delete_asks_and_create_shows_a_spinner() {
+    let server = TestServer::start();
+    let cli = Cli::new();
+    cli.add_server(&server, "s");
+    cli.ok(&["create", "keep"]);
+    let host = HostTmux::new();
+    let env = [
+        (
+            "SHED_CONFIG",
+            cli.config_path().to_string_lossy().into_owned(),
+        ),
+        ("HOME", cli.dir.path().to_string_lossy().into_owned()),
+    ];
+    let shed = env!("CARGO_BIN_EXE_shed");
+
+    // "n" keeps the shed.
+    host.start("no", 100, 20, &env, &format!("{shed} delete keep"));
+    host.wait_for("no", "the prompt", |s| s.contains("Delete shed keep on s"));
+    host.keys("no", &["n", "Enter"]);
+    host.wait_for("no", "the refusal", |s| s.contains("error: not deleted"));
+    assert!(docker_ok(&["inspect", &server.container("keep")]));
+
+    // "y" deletes it.
+    host.start("yes", 100, 20, &env, &format!("{shed} delete keep"));
+    host.wait_for("yes", "the prompt", |s| s.contains("Delete shed keep on s"));
+    host.keys("yes", &["y", "Enter"]);
+    host.wait_for("yes", "the deletion", |s| s.contains("Deleted shed keep"));
+    assert!(!docker_ok(&["inspect", &server.container("keep")]));
+
+    // The spinner is drawn while create works (pipe-pane records every
+    // byte the pane got, so a frame that was later cleared still shows).
+    let recording = cli.dir.path().join("pane.log");
+    let create = format!("read go; exec {shed} create spun --repo file:///srv/git/hello.git");
+    host.start("spin", 100, 20, &env, &format!("sh -c '{create}'"));
+    let pipe = format!("cat >> {}", recording.display());
+    host.run(&["pipe-pane", "-t", "spin", "-o", &pipe]);
+    host.keys("spin", &["Enter"]);
+    host.wait_for("spin", "the result", |s| s.contains("Created shed spun"));
+    let bytes = std::fs::read(&recording).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("Creating shed spun on s (cloning file:///srv/git/hello.git)"),
+        "no spinner frame in:\n{text}"
+    );
+}
