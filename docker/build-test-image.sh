@@ -3,18 +3,26 @@
 # registry access: the root filesystem is assembled from the host's own
 # binaries and shared libraries and fed to `docker import`.
 #
-# Usage: docker/build-test-image.sh [--no-tmux] [TAG]
+# Usage: docker/build-test-image.sh [--no-tmux] [--force] [TAG]
 #
 #   TAG        image tag to create or replace (default: shed-test:latest)
 #   --no-tmux  leave tmux out of the image, to exercise the
 #              "tmux not available" error path
+#   --force    build even when TAG already matches the recipe
+#
+# The image is labelled with a hash of its recipe (this script, its options,
+# and the host programs and libraries it copies); when TAG already carries
+# that hash the build is skipped, so every test binary of a run, and every
+# later run, reuses one image until the script or a host package changes.
+# Builds of any tag are serialized by a lock, so parallel callers neither
+# race nor build the same image twice.
 #
 # The host must have bash, dash, coreutils, grep, sed, git and (unless
 # --no-tmux) tmux installed. Nothing is installed by this script.
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 [--no-tmux] [TAG]" >&2
+    echo "usage: $0 [--no-tmux] [--force] [TAG]" >&2
     exit 2
 }
 
@@ -28,10 +36,12 @@ warn() {
 }
 
 WITH_TMUX=1
+FORCE=0
 TAG=
 for arg in "$@"; do
     case $arg in
         --no-tmux) WITH_TMUX=0 ;;
+        --force) FORCE=1 ;;
         -h | --help) usage ;;
         -*) echo "build-test-image: unknown option: $arg" >&2; usage ;;
         *)
@@ -60,6 +70,79 @@ find_bin() {
     done
     return 1
 }
+
+# The programs copied into the image: NAME required|optional PACKAGE.
+PROGRAMS=(
+    "bash required bash"
+    "dash required dash"
+)
+for tool in sleep cat echo ls head printf env id mkdir rm true false stty wc tr sort date; do
+    PROGRAMS+=("$tool required coreutils")
+done
+PROGRAMS+=("grep required grep" "sed required sed")
+for tool in tail cut tee touch cp mv ln chmod chown pwd stat test '[' uname \
+    dirname basename readlink realpath mktemp uniq expr nohup timeout tty \
+    whoami hostname seq yes sha256sum md5sum base64 du df nproc sync; do
+    PROGRAMS+=("$tool optional coreutils")
+done
+for tool in tput clear; do PROGRAMS+=("$tool optional ncurses-bin"); done
+for tool in ps kill pgrep pkill; do PROGRAMS+=("$tool optional procps"); done
+for tool in find xargs; do PROGRAMS+=("$tool optional findutils"); done
+PROGRAMS+=(
+    "awk optional awk"
+    "diff optional diffutils"
+    "locale optional libc-bin"
+    "getent optional libc-bin"
+    "nc optional netcat-openbsd"
+)
+if [[ $WITH_TMUX == 1 ]]; then
+    PROGRAMS+=("tmux required tmux")
+fi
+
+# --- reuse --------------------------------------------------------------------
+
+# One lock for every build on this machine, taken before the image is
+# inspected: a second caller waits, then finds the image already current.
+LOCK=${SHED_TEST_IMAGE_LOCK:-/tmp/shed-test-image.lock}
+if command -v flock >/dev/null 2>&1; then
+    exec {lock_fd}>>"$LOCK"
+    flock "$lock_fd"
+else
+    warn "flock not found (package 'util-linux'); parallel builds may race"
+fi
+
+# The hash covers what decides the image's contents: this script, its
+# options, and the content of every host program it copies (git included)
+# with the libraries they load. Terminfo and locale files are not hashed;
+# --force rebuilds after changing only those.
+recipe_hash() {
+    local entry name path
+    local -a files=("${BASH_SOURCE[0]}")
+    for entry in "${PROGRAMS[@]}" "sh required dash" "git required git"; do
+        name=${entry%% *}
+        if path=$(find_bin "$name"); then
+            files+=("$(readlink -f -- "$path")")
+        else
+            printf 'missing %s\n' "$name"
+        fi
+    done
+    printf 'with-tmux=%s\n' "$WITH_TMUX"
+    printf '%s\n' "${files[@]}"
+    # ldd prints each library's resolved path: hash those files too.
+    local -a libs
+    mapfile -t libs < <({ ldd "${files[@]:1}" 2>/dev/null || true; } |
+        sed -n 's/.*=> \(\/[^ ]*\) (.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p' | sort -u)
+    files+=("${libs[@]}")
+    sha256sum -- "${files[@]}" | cut -d' ' -f1
+}
+RECIPE=$(recipe_hash | sha256sum | cut -d' ' -f1)
+if [[ $FORCE == 0 ]]; then
+    current=$(docker image inspect --format '{{index .Config.Labels "shed.test-recipe"}}' "$TAG" 2>/dev/null || true)
+    if [[ $current == "$RECIPE" ]]; then
+        echo "$TAG"
+        exit 0
+    fi
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shed-test-image.XXXXXX")
 trap 'rm -rf -- "$WORK"' EXIT
@@ -184,35 +267,15 @@ chmod 0755 "$ROOT/home/shed" "$ROOT/workspace"
 
 # --- programs -----------------------------------------------------------------
 
-add_bin bash required
-add_bin dash required
-# /bin/sh is whatever the host uses (dash on Debian/Ubuntu).
-copy_path /bin/sh
-add_libs "$(readlink -f /bin/sh)"
-
-for tool in sleep cat echo ls head printf env id mkdir rm true false stty wc tr sort date; do
-    add_bin "$tool" required coreutils
+for entry in "${PROGRAMS[@]}"; do
+    read -r name need pkg <<<"$entry"
+    add_bin "$name" "$need" "$pkg"
+    if [[ $name == dash ]]; then
+        # /bin/sh is whatever the host uses (dash on Debian/Ubuntu).
+        copy_path /bin/sh
+        add_libs "$(readlink -f /bin/sh)"
+    fi
 done
-add_bin grep required
-add_bin sed required
-
-for tool in tail cut tee touch cp mv ln chmod chown pwd stat test '[' uname \
-    dirname basename readlink realpath mktemp uniq expr nohup timeout tty \
-    whoami hostname seq yes sha256sum md5sum base64 du df nproc sync; do
-    add_bin "$tool" optional coreutils
-done
-for tool in tput clear; do add_bin "$tool" optional ncurses-bin; done
-for tool in ps kill pgrep pkill; do add_bin "$tool" optional procps; done
-for tool in find xargs; do add_bin "$tool" optional findutils; done
-add_bin awk optional
-add_bin diff optional diffutils
-add_bin locale optional libc-bin
-add_bin getent optional libc-bin
-add_bin nc optional netcat-openbsd
-
-if [[ $WITH_TMUX == 1 ]]; then
-    add_bin tmux required tmux
-fi
 
 # git: the main binary plus its exec-path (git-core), where git looks for the
 # dashed helpers it spawns during a clone (git-upload-pack for file:// and
@@ -301,9 +364,13 @@ chmod 0644 "$ROOT/etc/passwd" "$ROOT/etc/group" "$ROOT/etc/nsswitch.conf"
 printf '/bin/sh\n/bin/bash\n/bin/dash\n' >"$ROOT/etc/shells"
 # The test repository is owned by root but cloned by both root and uid 1000;
 # newer git refuses to serve a repository owned by someone else.
+# The url rule lets a test clone through a URL with credentials in it
+# (https://user:s3cret@git.invalid/hello.git) without any network.
 cat >"$ROOT/etc/gitconfig" <<'EOF'
 [safe]
 	directory = /srv/git/hello.git
+[url "/srv/git/"]
+	insteadOf = https://user:s3cret@git.invalid/
 EOF
 
 # Loader cache for the copied libraries, in case the host relies on
@@ -357,6 +424,7 @@ new_id=$(docker import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'LABEL shed.test-image=true' \
+    --change "LABEL shed.test-recipe=$RECIPE" \
     --change 'WORKDIR /workspace' \
     --change 'CMD ["sleep","infinity"]' \
     --message "$message" \

@@ -55,10 +55,12 @@ CONF
     local auth=()
     [ -n "$token" ] && auth=(-H "Authorization: Bearer $token")
     echo "api-fuzz: schemathesis against $url ($([ -n "$token" ] && echo with || echo without) api_token)"
-    schemathesis run "$url/api/openapi.json" "${auth[@]}" \
+    # From the temp dir: schemathesis keeps a .schemathesis/ cache in its
+    # working directory, which must not land in (and dirty) the repository.
+    (cd "$work" && schemathesis run "$url/api/openapi.json" "${auth[@]}" \
         --checks all --exclude-checks positive_data_acceptance \
         --max-examples "${SHED_FUZZ_EXAMPLES:-25}" --workers 1 --seed 20261121 \
-        --no-color
+        --no-color)
     if grep -q "request failed" "$work/log"; then
         echo "api-fuzz: the server logged a 5xx:"; grep "request failed" "$work/log" | head -5
         exit 1

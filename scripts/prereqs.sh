@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian machine lacks for shed and its tests, and makes
+# Installs what a fresh Debian machine lacks to build and run shed, and makes
 # sure a Docker engine answers (installing docker.io and starting dockerd if
-# none does). Sourced by scripts/test.sh and scripts/quickstart.sh.
+# none does). Sourced by scripts/quickstart.sh; scripts/test-prereqs.sh adds
+# what the tests need on top.
 set -euo pipefail
 
 as_root() {
@@ -18,19 +19,9 @@ apt_install() {
 }
 
 missing=()
-command -v tmux >/dev/null || missing+=(tmux)
+# The CLI reaches sheds with the system's ssh; keys are made with ssh-keygen.
 command -v ssh >/dev/null || missing+=(openssh-client)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
-command -v git >/dev/null || missing+=(git)
-command -v flock >/dev/null || missing+=(util-linux)
-command -v ldd >/dev/null || missing+=(libc-bin)
-command -v tput >/dev/null || missing+=(ncurses-bin)
-command -v ps >/dev/null || missing+=(procps)
-# Forwarding tests need a listener inside the test image; the image copies this nc.
-command -v nc >/dev/null || missing+=(netcat-openbsd)
-# schemathesis (scripts/api-fuzz.sh) comes from PyPI through pip.
-command -v python3 >/dev/null || missing+=(python3)
-python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "prereqs: installing ${missing[*]}"
     apt_install $(printf '%s\n' "${missing[@]}" | sort -u)

@@ -4,6 +4,8 @@
 //! sheds; the `shed` CLI ([`client`]) talks to one or more servers. Both
 //! share the wire types in [`api`].
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod client;
 pub mod files;

@@ -5,10 +5,6 @@ mod common;
 use common::http::{delete, get, post, post_empty, send};
 use common::*;
 
-fn running(container: &str) -> bool {
-    docker(&["inspect", "-f", "{{.State.Running}}", container]) == "true"
-}
-
 #[tokio::test]
 async fn lifecycle_and_error_codes() {
     let server = TestServer::start();
@@ -26,7 +22,7 @@ async fn lifecycle_and_error_codes() {
     assert_eq!(r.json["server"], server.name.as_str());
     assert_eq!(r.json["repo"], "file:///srv/git/hello.git");
     let container = server.container("demo");
-    assert!(running(&container));
+    assert!(is_running(&container));
     assert_eq!(
         docker(&["exec", &container, "cat", "/workspace/hello/README.md"]),
         "hello from shed test repo"
@@ -84,7 +80,7 @@ async fn lifecycle_and_error_codes() {
         (r.status, r.json["status"].as_str()),
         (200, Some("stopped"))
     );
-    assert!(!running(&container));
+    assert!(!is_running(&container));
     let r = post_empty(&server.url("/api/sheds/demo/stop")).await;
     assert_eq!((r.status, r.code()), (409, "SHED_ALREADY_STOPPED"));
     let r = get(&sheds).await;
@@ -95,7 +91,7 @@ async fn lifecycle_and_error_codes() {
         (r.status, r.json["status"].as_str()),
         (200, Some("running"))
     );
-    assert!(running(&container));
+    assert!(is_running(&container));
     // The workspace survived the restart.
     assert!(docker_ok(&[
         "exec",
@@ -244,9 +240,19 @@ async fn keep_volume_keeps_the_workspace_and_a_failed_create_never_loses_it() {
         volumes_with_prefix(&server.prefix),
         vec![server.volume("keep")]
     );
+    // Still kept, and listed as such under its shed name.
+    let list = get(&sheds).await.json;
+    assert_eq!(list["sheds"], serde_json::json!([]), "{list}");
+    assert_eq!(list["kept_volumes"][0]["name"], "keep", "{list}");
+    assert_eq!(
+        list["kept_volumes"][0]["volume"],
+        server.volume("keep").as_str()
+    );
 
     // A new shed of the same name picks the workspace up again.
     assert_eq!(post(&sheds, r#"{"name":"keep"}"#).await.status, 201);
+    let list = get(&sheds).await.json;
+    assert_eq!(list["kept_volumes"], serde_json::json!([]), "{list}");
     assert_eq!(
         docker(&["exec", &server.container("keep"), "cat", "/workspace/notes"]),
         "precious"
@@ -283,7 +289,7 @@ async fn a_name_taken_meanwhile_is_409_and_leaves_one_shed() {
         for r in replies.iter().filter(|r| r.status != 201) {
             assert_eq!((r.status, r.code()), (409, "SHED_EXISTS"), "{}", r.json);
         }
-        assert!(running(&a.container(&name)));
+        assert!(is_running(&a.container(&name)));
     }
     assert_eq!(containers_with_prefix(&a.prefix).len(), 5);
     assert_eq!(volumes_with_prefix(&a.prefix).len(), 5);
@@ -326,7 +332,7 @@ async fn isolation_prefixes_keep_servers_apart() {
     assert_eq!(r.code(), "SHED_NOT_FOUND");
 
     assert_eq!(delete(&b.url("/api/sheds/same")).await.status, 204);
-    assert!(running(&a.container("same")));
+    assert!(is_running(&a.container("same")));
     assert_eq!(get(&a.url("/api/sheds/same")).await.status, 200);
 }
 
@@ -397,4 +403,191 @@ async fn api_token_guards_every_endpoint_but_health() {
     let good = [("authorization", "Bearer correct-horse-battery")];
     let r = send("GET", &server.url("/api/sheds"), None, &good).await;
     assert_eq!(r.status, 200);
+}
+
+/// A Docker engine that accepts connections and never answers, counting
+/// them; its thread stays parked in `accept` until the test process ends.
+struct HungEngine {
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _dir: tempfile::TempDir,
+    socket: std::path::PathBuf,
+}
+
+impl HungEngine {
+    fn start() -> HungEngine {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().map_while(Result::ok) {
+                held.push(conn);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        HungEngine {
+            accepted,
+            _dir: dir,
+            socket,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_engine_gets_503_at_once_while_a_reconnect_is_under_way() {
+    require_docker();
+    let engine = HungEngine::start();
+    let server = TestServer::start_with(ServerOpts {
+        extra: format!("docker_host = \"unix://{}\"\n", engine.socket.display()),
+        ..Default::default()
+    });
+    // The first request starts a reconnect, which hangs on the engine.
+    let before = engine.connections();
+    let url = server.url("/api/sheds");
+    let first = tokio::spawn(async move { get(&url).await });
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || engine.connections()
+            > before),
+        "the first request never reached the engine"
+    );
+    // Requests arriving meanwhile are answered without waiting for it.
+    let others = (0..4).map(|_| get_owned(server.url("/api/sheds")));
+    for r in futures_util::future::join_all(others).await {
+        assert_eq!(
+            (r.status, r.code()),
+            (503, "DOCKER_UNAVAILABLE"),
+            "{}",
+            r.json
+        );
+    }
+    assert!(
+        !first.is_finished(),
+        "the later requests waited for the first reconnect to end"
+    );
+    let r = first.await.unwrap();
+    assert_eq!((r.status, r.code()), (503, "DOCKER_UNAVAILABLE"));
+}
+
+async fn get_owned(url: String) -> common::http::Reply {
+    get(&url).await
+}
+
+/// A container of the test image holding a volume busy; removed on drop.
+struct VolumeHolder(String);
+
+impl VolumeHolder {
+    fn start(name: String, volume: &str) -> VolumeHolder {
+        let mount = format!("{volume}:/x");
+        docker(&[
+            "run", "-d", "--name", &name, "-v", &mount, TEST_IMAGE, "sleep", "infinity",
+        ]);
+        VolumeHolder(name)
+    }
+}
+
+impl Drop for VolumeHolder {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn a_half_done_delete_says_what_is_left_and_its_volume_is_never_adopted() {
+    let server = TestServer::start();
+    let sheds = server.url("/api/sheds");
+    assert_eq!(post(&sheds, r#"{"name":"busy"}"#).await.status, 201);
+    let volume = server.volume("busy");
+    docker(&[
+        "exec",
+        &server.container("busy"),
+        "sh",
+        "-c",
+        "echo old > /workspace/notes",
+    ]);
+    let holder = VolumeHolder::start(format!("{}-holder", server.prefix), &volume);
+
+    // The container goes, the volume cannot: the answer says so, and how to finish.
+    let r = delete(&server.url("/api/sheds/busy")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "DELETE_INCOMPLETE"),
+        "{}",
+        r.json
+    );
+    let message = r.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&volume), "{message}");
+    assert!(message.contains("docker volume rm"), "{message}");
+    assert!(!docker_ok(&["inspect", &server.container("busy")]));
+    assert!(docker_ok(&["volume", "inspect", &volume]));
+
+    // A new shed of that name does not silently get the old /workspace.
+    let r = post(&sheds, r#"{"name":"busy"}"#).await;
+    assert_eq!((r.status, r.code()), (409, "VOLUME_CONFLICT"), "{}", r.json);
+    let message = r.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&volume) && message.contains("keep_volume"),
+        "{message}"
+    );
+    assert!(containers_with_prefix(&server.prefix).is_empty());
+
+    // Keeping it on purpose (delete again with keep_volume) lets it be reused.
+    drop(holder);
+    let r = delete(&server.url("/api/sheds/busy?keep_volume=true")).await;
+    assert_eq!(r.status, 204, "{}", r.json);
+    assert_eq!(post(&sheds, r#"{"name":"busy"}"#).await.status, 201);
+    assert_eq!(
+        docker(&["exec", &server.container("busy"), "cat", "/workspace/notes"]),
+        "old"
+    );
+
+    // And a plain delete again finishes the job: nothing is left.
+    let holder = VolumeHolder::start(format!("{}-holder2", server.prefix), &volume);
+    let r = delete(&server.url("/api/sheds/busy")).await;
+    assert_eq!(r.code(), "DELETE_INCOMPLETE", "{}", r.json);
+    drop(holder);
+    let r = delete(&server.url("/api/sheds/busy")).await;
+    assert_eq!(r.status, 204, "{}", r.json);
+    assert!(volumes_with_prefix(&server.prefix).is_empty());
+    let r = delete(&server.url("/api/sheds/busy")).await;
+    assert_eq!(r.code(), "SHED_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_shed_named_by_an_older_prefixed_server_is_found_and_renamed() {
+    // Before PREFIX.shed-NAME, a prefixed server named containers
+    // PREFIX-shed-NAME; such a shed must stay reachable.
+    let server = TestServer::start();
+    assert_eq!(
+        post(&server.url("/api/sheds"), r#"{"name":"old"}"#)
+            .await
+            .status,
+        201
+    );
+    let legacy = format!("{}-shed-old", server.prefix);
+    docker(&["rename", &server.container("old"), &legacy]);
+
+    let r = get(&server.url("/api/sheds/old")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!(docker_ok(&["inspect", &server.container("old")]));
+    assert!(!docker_ok(&["inspect", &legacy]));
+    // A create of the same name sees it rather than making a second one.
+    let r = post(&server.url("/api/sheds"), r#"{"name":"old"}"#).await;
+    assert_eq!(r.code(), "SHED_EXISTS", "{}", r.json);
+
+    // Renamed again, it is found by the first command that needs it.
+    docker(&["rename", &server.container("old"), &legacy]);
+    let r = post(&server.url("/api/sheds/old/sessions"), r#"{"name":"work"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let r = delete(&server.url("/api/sheds/old")).await;
+    assert_eq!(r.status, 204, "{}", r.json);
+    assert!(containers_with_prefix(&server.prefix).is_empty());
+    assert!(volumes_with_prefix(&server.prefix).is_empty());
 }

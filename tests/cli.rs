@@ -8,8 +8,7 @@ use common::*;
 fn readme_walkthrough_add_create_list_stop_start_delete() {
     let server = TestServer::start();
     let cli = Cli::new();
-    let port = server.port.to_string();
-    let out = cli.ok(&["server", "add", "127.0.0.1", "--port", &port]);
+    let out = cli.add_local_ok(server.port, &host_key_fingerprint(&server), &[]);
     assert!(
         out.contains(&server.name) && out.contains("default"),
         "{out}"
@@ -50,32 +49,17 @@ fn readme_walkthrough_add_create_list_stop_start_delete() {
     assert_eq!(json["errors"], serde_json::json!([]));
 
     cli.ok(&["stop", "demo"]);
-    assert_eq!(
-        docker(&[
-            "inspect",
-            "-f",
-            "{{.State.Running}}",
-            &server.container("demo")
-        ]),
-        "false"
-    );
+    assert!(!is_running(&server.container("demo")));
+    // Stopping a stopped shed is done already, not an error (the API's 409).
     let out = cli.run(&["stop", "demo"]);
-    let (_, err) = texts(&out);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        err.contains("already stopped") && err.lines().count() == 1,
-        "{err}"
+    let (stdout, err) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        stdout,
+        format!("Shed demo is already stopped on {}\n", server.name)
     );
     cli.ok(&["start", "demo"]);
-    assert_eq!(
-        docker(&[
-            "inspect",
-            "-f",
-            "{{.State.Running}}",
-            &server.container("demo")
-        ]),
-        "true"
-    );
+    assert!(is_running(&server.container("demo")));
 
     // No TTY: delete proceeds without a prompt.
     cli.ok(&["delete", "demo"]);
@@ -116,7 +100,14 @@ fn errors_are_one_line_and_nonzero() {
             ],
             "127.0.0.1:1",
         ),
-        (vec!["server", "add", "http://127.0.0.1"], "HOST"),
+        (
+            vec!["server", "add", "ftp://127.0.0.1"],
+            "not a server address",
+        ),
+        (
+            vec!["server", "add", "http://127.0.0.1/api"],
+            "not a server address",
+        ),
     ] {
         let out = cli.run(&args);
         let (_, err) = texts(&out);
@@ -168,15 +159,7 @@ fn several_servers_lookup_and_partial_results() {
 
     // Without -s, a command finds the one server that has the shed.
     cli.ok(&["stop", "only-a"]);
-    assert_eq!(
-        docker(&[
-            "inspect",
-            "-f",
-            "{{.State.Running}}",
-            &a.container("only-a")
-        ]),
-        "false"
-    );
+    assert!(!is_running(&a.container("only-a")));
     // ...and refuses to guess when several have it.
     let out = cli.run(&["stop", "both"]);
     let (_, err) = texts(&out);
@@ -186,14 +169,8 @@ fn several_servers_lookup_and_partial_results() {
         "{err}"
     );
     cli.ok(&["-s", "beta", "stop", "both"]);
-    assert_eq!(
-        docker(&["inspect", "-f", "{{.State.Running}}", &a.container("both")]),
-        "true"
-    );
-    assert_eq!(
-        docker(&["inspect", "-f", "{{.State.Running}}", &b.container("both")]),
-        "false"
-    );
+    assert!(is_running(&a.container("both")));
+    assert!(!is_running(&b.container("both")));
 
     // Default server only, unless --all.
     let out = cli.ok(&["list"]);
@@ -207,22 +184,11 @@ fn several_servers_lookup_and_partial_results() {
     );
 
     // A server that is down: the others still print, the dead one is named, exit 3.
-    let mut config = std::fs::read_to_string(cli.config_path()).unwrap();
-    config.push_str("\n[servers.down]\nhost = \"127.0.0.1\"\nhttp_port = 1\n");
-    std::fs::write(cli.config_path(), config).unwrap();
-    let out = cli.run(&["list", "--all"]);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    cli.add_unreachable_server("down");
+    let stdout = cli.partial(&["list", "--all"]);
     assert_eq!(stdout.lines().skip(1).count(), 4, "{stdout}");
-    assert!(
-        stderr.contains("\"down\"") && stderr.contains("127.0.0.1:1"),
-        "{stderr}"
-    );
-    let out = cli.run(&["list", "--all", "--json"]);
-    assert_eq!(out.status.code(), Some(3));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = cli.partial_json(&["list", "--all", "--json"]);
     assert_eq!(json["sheds"].as_array().unwrap().len(), 4);
-    assert_eq!(json["errors"][0]["server"], "down");
     // Lookups still work with one server down.
     cli.ok(&["start", "only-a"]);
 
@@ -244,6 +210,7 @@ fn token_servers_need_the_token() {
     let out = cli.run(&["server", "add", "127.0.0.1", "--port", &port]);
     assert_eq!(out.status.code(), Some(1));
     assert!(texts(&out).1.contains("--token"), "{:?}", texts(&out));
+    let fingerprint = host_key_fingerprint(&server);
     cli.ok(&[
         "server",
         "add",
@@ -252,6 +219,8 @@ fn token_servers_need_the_token() {
         &port,
         "--token",
         "cli-token-123456",
+        "--fingerprint",
+        &fingerprint,
     ]);
     cli.ok(&["create", "tok"]);
     assert!(cli.ok(&["list"]).contains("tok"));
@@ -283,10 +252,19 @@ fn on_a_terminal_delete_asks_and_create_shows_a_spinner() {
     let shed = env!("CARGO_BIN_EXE_shed");
 
     // "n" keeps the shed.
-    host.start("no", 100, 20, &env, &format!("{shed} delete keep"));
+    // "n" is an answer, not a failure: rc 0, as with `rm -i`.
+    host.start(
+        "no",
+        100,
+        20,
+        &env,
+        &format!("sh -c '{shed} delete keep; echo rc=$?'"),
+    );
     host.wait_for("no", "the prompt", |s| s.contains("Delete shed keep on s"));
     host.keys("no", &["n", "Enter"]);
-    host.wait_for("no", "the refusal", |s| s.contains("error: not deleted"));
+    host.wait_for("no", "the refusal", |s| {
+        s.contains("Not deleted.") && s.contains("rc=0")
+    });
     assert!(docker_ok(&["inspect", &server.container("keep")]));
 
     // "y" deletes it.
@@ -311,4 +289,101 @@ fn on_a_terminal_delete_asks_and_create_shows_a_spinner() {
         text.contains("Creating shed spun on s (cloning file:///srv/git/hello.git)"),
         "no spinner frame in:\n{text}"
     );
+}
+
+/// The CLI against a real server speaking TLS: the certificate is pinned by
+/// the fingerprint `shed-server host-key --tls` prints, the token travels
+/// only inside TLS, and a wrong pin is refused before anything is sent.
+#[test]
+fn the_cli_pins_a_real_servers_tls_certificate() {
+    const TOKEN: &str = "tls-token-0123456789";
+    let server = TestServer::start_with(ServerOpts {
+        extra: format!("tls = \"on\"\napi_token = {TOKEN:?}\n"),
+        ..Default::default()
+    });
+    let tls_fingerprint = server_fingerprint(&server, true);
+    assert!(
+        shed::api::fingerprint::is_fingerprint(&tls_fingerprint),
+        "{tls_fingerprint}"
+    );
+    assert!(
+        server.log().contains(&tls_fingerprint),
+        "the server logs the fingerprint it serves:\n{}",
+        server.log()
+    );
+    let ssh_fingerprint = host_key_fingerprint(&server);
+    let url = format!("https://127.0.0.1:{}", server.port);
+
+    let wrong = Cli::new();
+    let other = shed::api::fingerprint::sha256_fingerprint(b"not this certificate");
+    let out = wrong.run(&[
+        "server",
+        "add",
+        &url,
+        "--token",
+        TOKEN,
+        "--tls-fingerprint",
+        &other,
+        "--fingerprint",
+        &ssh_fingerprint,
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&tls_fingerprint), "{stderr}");
+    assert!(
+        !wrong.config_path().exists(),
+        "a refused server was saved anyway"
+    );
+
+    let cli = Cli::new();
+    cli.ok(&[
+        "server",
+        "add",
+        &url,
+        "--name",
+        "tls",
+        "--token",
+        TOKEN,
+        "--tls-fingerprint",
+        &tls_fingerprint,
+        "--fingerprint",
+        &ssh_fingerprint,
+    ]);
+    let config = std::fs::read_to_string(cli.config_path()).unwrap();
+    assert!(config.contains(&tls_fingerprint), "{config}");
+    cli.ok(&["create", "pinned"]);
+    let list = cli.ok(&["list"]);
+    assert!(list.contains("pinned"), "{list}");
+}
+
+#[test]
+fn a_kept_volume_is_listed_until_a_create_reuses_it() {
+    let server = TestServer::start();
+    let cli = Cli::new();
+    cli.add_server(&server, "local");
+    cli.ok(&["create", "keeper"]);
+    cli.ok(&["delete", "--keep-volume", "keeper"]);
+
+    let out = cli.ok(&["list"]);
+    assert!(
+        out.contains("No sheds")
+            && out.contains("Kept volume for keeper")
+            && out.contains(&server.volume("keeper"))
+            && out.contains("`shed create keeper`"),
+        "{out}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&cli.ok(&["list", "--json"])).unwrap();
+    let kept = json["kept_volumes"].as_array().unwrap();
+    assert_eq!(kept.len(), 1, "{json}");
+    assert_eq!(kept[0]["name"], "keeper");
+    assert_eq!(kept[0]["server"], "local");
+    assert_eq!(kept[0]["volume"], server.volume("keeper").as_str());
+    assert!(kept[0]["kept_at"].is_string(), "{json}");
+
+    cli.ok(&["create", "keeper"]);
+    let json: serde_json::Value = serde_json::from_str(&cli.ok(&["list", "--json"])).unwrap();
+    assert_eq!(json["kept_volumes"], serde_json::json!([]), "{json}");
+    assert_eq!(json["sheds"][0]["name"], "keeper", "{json}");
+    let out = cli.ok(&["list"]);
+    assert!(!out.contains("Kept volume"), "{out}");
 }

@@ -7,15 +7,6 @@ use common::http::{get, post, send};
 use common::*;
 use std::time::Duration;
 
-async fn make_shed(server: &TestServer, name: &str) {
-    let r = post(
-        &server.url("/api/sheds"),
-        &format!(r#"{{"name":"{name}"}}"#),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.json);
-}
-
 /// Processes in the container whose command line starts with `command`.
 fn processes_running(container: &str, command: &str) -> Vec<String> {
     docker(&["top", container, "-eo", "pid,args"])
@@ -121,7 +112,12 @@ async fn a_server_restart_leaves_running_agents_alone() {
 // Multi-threaded: the request must run while the test thread waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight() {
-    let mut server = TestServer::start();
+    // A replaced tmux binary wedges execs, not a control channel already
+    // attached to a live tmux server: this tests the exec path's bounds.
+    let mut server = TestServer::start_with(ServerOpts {
+        extra: "control_mode = false\n".into(),
+        ..Default::default()
+    });
     make_shed(&server, "slow").await;
     post(&server.url("/api/sheds/slow/sessions"), r#"{"name":"x"}"#).await;
     // Wedge tmux so that /api/sessions takes the full per-shed timeout.
@@ -150,14 +146,8 @@ async fn bad_input_everywhere_is_4xx_with_no_side_effect() {
     post(&server.url("/api/sheds/ok/sessions"), r#"{"name":"s"}"#).await;
     let containers_before = containers_with_prefix(&server.prefix);
     let volumes_before = volumes_with_prefix(&server.prefix);
-    let sessions_before = docker(&[
-        "exec",
-        &server.container("ok"),
-        "tmux",
-        "list-sessions",
-        "-F",
-        "#{session_name}",
-    ]);
+    let sessions_before = tmux_sessions(&server.container("ok"));
+    assert_eq!(sessions_before, ["s"]);
 
     let long = "a".repeat(10 * 1024);
     let bad_sheds = [
@@ -283,14 +273,7 @@ async fn bad_input_everywhere_is_4xx_with_no_side_effect() {
 
     assert_eq!(containers_with_prefix(&server.prefix), containers_before);
     assert_eq!(volumes_with_prefix(&server.prefix), volumes_before);
-    let sessions_after = docker(&[
-        "exec",
-        &server.container("ok"),
-        "tmux",
-        "list-sessions",
-        "-F",
-        "#{session_name}",
-    ]);
+    let sessions_after = tmux_sessions(&server.container("ok"));
     assert_eq!(sessions_after, sessions_before);
     assert!(!docker_ok(&[
         "exec",

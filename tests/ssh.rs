@@ -215,7 +215,7 @@ async fn unlisted_keys_passwords_and_none_are_refused() {
     let fp = fp.split_whitespace().nth(1).unwrap();
     let log = s.server.log();
     assert!(
-        log.contains("ssh login") && log.contains(fp) && log.contains("shed=demo"),
+        log.contains("ssh login") && log.contains(fp) && log.contains("shed=\"demo\""),
         "{log}"
     );
 }
@@ -263,6 +263,12 @@ async fn a_stopped_shed_is_started_by_login() {
     assert_eq!(r.json["status"], "stopped");
     let out = s.cli.run(&["exec", "demo", "--", "echo", "awake"]);
     assert_eq!(texts(&out).0, "awake\n", "{:?}", texts(&out));
+    // The wait is explained on stderr, which stays out of the output.
+    assert!(
+        texts(&out).1.contains("shed demo is stopped; starting it"),
+        "{:?}",
+        texts(&out)
+    );
     assert_eq!(
         get(&s.server.url("/api/sheds/demo")).await.json["status"],
         "running"
@@ -344,15 +350,7 @@ async fn attach_detach_reattach_and_resize_end_to_end() {
     // Detach: the ssh (and shed) exits, the session lives on in the shed.
     host.keys("one", &["C-b", "d"]);
     assert!(wait_until(Duration::from_secs(10), || host.pane_dead("one")));
-    let sessions = docker(&[
-        "exec",
-        &s.server.container("demo"),
-        "tmux",
-        "list-sessions",
-        "-F",
-        "#{session_name}",
-    ]);
-    assert_eq!(sessions, "work");
+    assert_eq!(tmux_sessions(&s.server.container("demo")), ["work"]);
 
     // Reattach: the earlier output is still on the screen.
     host.start("two", 100, 30, &env, &attach);
@@ -396,6 +394,17 @@ async fn attach_detach_reattach_and_resize_end_to_end() {
         "{:?}",
         texts(&out)
     );
+    // --existing refuses a typo instead of creating a new session.
+    let out = s.cli.run(&["attach", "demo", "-S", "wrok", "--existing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        texts(&out)
+            .1
+            .contains("no session \"wrok\" in shed demo; did you mean `work`?"),
+        "{:?}",
+        texts(&out)
+    );
+    assert_eq!(tmux_sessions(&s.server.container("demo")), ["work"]);
     // Invalid session names never reach tmux.
     let out = s.cli.run(&["attach", "demo", "-S", "a.b"]);
     assert_eq!(out.status.code(), Some(1));
@@ -429,6 +438,28 @@ async fn console_is_a_login_shell_in_the_workspace() {
     });
     host.keys("c", &["exit", "Enter"]);
     assert!(wait_until(Duration::from_secs(10), || host.pane_dead("c")));
+}
+
+#[tokio::test]
+async fn exec_works_from_a_config_dir_with_a_space() {
+    // macOS puts configs under "~/Library/Application Support".
+    let server = TestServer::start();
+    let key = SshKey::generate();
+    server.authorize(&key);
+    let r = post(&server.url("/api/sheds"), r#"{"name":"spaced"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let cli = Cli {
+        dir: tempfile::Builder::new()
+            .prefix("Application Support %h ")
+            .tempdir()
+            .unwrap(),
+    };
+    cli.add_server_with_key(&server, "s", &key);
+    assert!(cli.dir.path().join("known_hosts").exists());
+    assert_eq!(
+        cli.ok(&["exec", "spaced", "--", "echo", "found"]),
+        "found\n"
+    );
 }
 
 #[tokio::test]
@@ -474,20 +505,6 @@ async fn ssh_config_install_and_uninstall() {
     );
 }
 
-/// A minimal russh client, because OpenSSH's client cannot send `signal` requests.
-struct TrustingClient;
-
-impl russh::client::Handler for TrustingClient {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 #[tokio::test]
 async fn ssh_signal_requests_reach_the_process() {
     use russh::keys::{load_secret_key, PrivateKeyWithHashAlg};
@@ -496,10 +513,9 @@ async fn ssh_signal_requests_reach_the_process() {
 
     let s = setup().await;
     let config = Arc::new(russh::client::Config::default());
-    let mut session =
-        russh::client::connect(config, ("127.0.0.1", s.server.ssh_port), TrustingClient)
-            .await
-            .unwrap();
+    let mut session = russh::client::connect(config, ("127.0.0.1", s.server.ssh_port), AnyHostKey)
+        .await
+        .unwrap();
     let key = load_secret_key(&s.key.private, None).unwrap();
     let auth = session
         .authenticate_publickey("demo", PrivateKeyWithHashAlg::new(Arc::new(key), None))
@@ -570,19 +586,7 @@ async fn every_exec_runs_as_the_configured_container_user() {
         "probe",
     ]);
     let container = server.container("u");
-    assert_eq!(
-        docker(&[
-            "exec",
-            "-u",
-            "shed",
-            &container,
-            "tmux",
-            "list-sessions",
-            "-F",
-            "#{session_name}"
-        ]),
-        "probe"
-    );
+    assert_eq!(tmux_sessions_of("shed", &container), ["probe"]);
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod events;
+pub mod fingerprint;
 pub mod names;
 
 pub use names::{validate_session_name, validate_shed_name, NameError};
@@ -77,6 +79,24 @@ pub struct CreateShedRequest {
 pub struct ShedList {
     /// Every shed on the server, sorted by name.
     pub sheds: Vec<Shed>,
+    /// Workspace volumes kept by `DELETE ?keep_volume=true` whose shed does
+    /// not exist (a create of that name reuses the volume), sorted by name.
+    /// Absent from older servers, hence the default.
+    #[serde(default)]
+    pub kept_volumes: Vec<KeptVolume>,
+}
+
+/// A workspace volume kept on purpose for a later create of the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeptVolume {
+    /// The shed name a create must use to get this volume back.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub name: String,
+    /// The Docker volume's name.
+    pub volume: String,
+    /// When it was kept, if the server could tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_at: Option<DateTime<Utc>>,
 }
 
 /// Body of `GET /api/info`.
@@ -107,6 +127,20 @@ pub enum SessionStatus {
 /// A session with output more recent than this many seconds is `active`.
 pub const ACTIVE_WINDOW_SECS: i64 = 10;
 
+impl SessionStatus {
+    /// The status from the attached client count and the time of the last
+    /// output: the one rule both the exec path and the live model use.
+    pub fn of(attached: u32, output_activity: DateTime<Utc>, now: DateTime<Utc>) -> SessionStatus {
+        if attached > 0 {
+            SessionStatus::Attached
+        } else if (now - output_activity).num_seconds() < ACTIVE_WINDOW_SECS {
+            SessionStatus::Active
+        } else {
+            SessionStatus::Idle
+        }
+    }
+}
+
 impl std::fmt::Display for SessionStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -115,6 +149,19 @@ impl std::fmt::Display for SessionStatus {
             SessionStatus::Idle => "idle",
         })
     }
+}
+
+/// Which path answered a session request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionSource {
+    /// The shed's live tmux control channel (its in-memory model, or a
+    /// command sent over it).
+    Channel,
+    /// A `docker exec` of `tmux`: no channel was up (or `control_mode` is off).
+    /// Also what an older server, which sends no `source`, is read as.
+    #[default]
+    Exec,
 }
 
 /// A tmux session inside a shed.
@@ -142,6 +189,17 @@ pub struct SessionInfo {
     pub cwd: String,
     /// attached, active or idle.
     pub status: SessionStatus,
+    /// Whether the active pane's command has exited. Its pane is kept, so its
+    /// last output can still be read; input to it is refused.
+    #[serde(default)]
+    pub exited: bool,
+    /// The status that command exited with, when it exited (not when a
+    /// signal killed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    /// Which path answered: the control channel or an exec.
+    #[serde(default)]
+    pub source: SessionSource,
 }
 
 /// Body of `GET /api/sheds/{name}/sessions`.
@@ -220,6 +278,9 @@ pub struct SessionOutput {
     pub shed: String,
     /// The last lines of the active pane, scrollback included, joined by `\n`.
     pub output: String,
+    /// Which path answered: the control channel or an exec.
+    #[serde(default)]
+    pub source: SessionSource,
 }
 
 /// Body of `POST /api/sheds/{name}/sessions/{session}/input`.
@@ -259,11 +320,14 @@ pub fn known_hosts_line(host: &str, port: u16, public_key: &str) -> String {
 /// Body of `GET /api/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
-    /// Always `ok` while the process serves requests.
+    /// `ok`, or `degraded` (with status 503) while the SSH gateway is down.
     pub status: String,
     /// Tasks alive in the server's runtime (connections, SSH channels, ...),
     /// so leaks show from outside.
     pub alive_tasks: u64,
+    /// The SSH gateway: `up`, or `down` while it waits to be restarted.
+    #[serde(default)]
+    pub gateway: String,
 }
 
 /// Machine-readable error codes; the string form is part of the API.
@@ -314,6 +378,20 @@ pub enum ErrorCode {
     DockerUnavailable,
     /// An unexpected server-side failure; details are in the server log.
     Internal,
+    /// The request's Host or Origin is not this server's (a cross-site request
+    /// or DNS rebinding).
+    Forbidden,
+    /// The request body did not arrive in time.
+    RequestTimeout,
+    /// The shed's image lacks a program the request needs; the message names it.
+    ToolNotAvailable,
+    /// A workspace volume is in the way of a create: left over by a failed
+    /// delete, or not this server's. Nothing was created; the message says what to do.
+    VolumeConflict,
+    /// A delete removed the container but not its volume; the message says how to finish.
+    DeleteIncomplete,
+    /// The session's command has exited, so it takes no input.
+    SessionExited,
 }
 
 impl ErrorCode {
@@ -342,6 +420,12 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::DockerUnavailable => "DOCKER_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorCode::ToolNotAvailable => "TOOL_NOT_AVAILABLE",
+            ErrorCode::VolumeConflict => "VOLUME_CONFLICT",
+            ErrorCode::DeleteIncomplete => "DELETE_INCOMPLETE",
+            ErrorCode::SessionExited => "SESSION_EXITED",
         }
     }
 }
@@ -403,6 +487,8 @@ mod tests {
             ErrorCode::UnsupportedMediaType,
             ErrorCode::InvalidSessionName,
             ErrorCode::TmuxNotAvailable,
+            ErrorCode::Forbidden,
+            ErrorCode::RequestTimeout,
         ] {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().into()));

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-/// Longest shed name; keeps `PREFIX-shed-NAME-workspace` well inside Docker's limits.
+/// Longest shed name; keeps `PREFIX.shed-NAME-workspace` well inside Docker's limits.
 pub const MAX_SHED_NAME_LEN: usize = 63;
 
 /// Why a name was refused.

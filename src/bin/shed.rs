@@ -5,9 +5,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use shed::client::cli::Cli;
-use shed::client::output::one_line;
+use shed::client::output::{clean, one_line};
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns `shed ... | head` into a panic on the
+    // next print. Output cut short by its reader should end shed quietly, as
+    // it ends any Unix filter. Sockets are unaffected (sends use
+    // MSG_NOSIGNAL), and children get the default disposition anyway.
+    // SAFETY: called before any other thread exists, with a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
@@ -32,7 +40,7 @@ fn main() -> ExitCode {
     match runtime.block_on(shed::client::commands::run(cli)) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
-            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            eprintln!("error: {}", clean(&one_line(&format!("{e:#}"))));
             ExitCode::FAILURE
         }
     }

@@ -8,10 +8,13 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::api::{
-    AllSessions, CreateSessionRequest, CreateShedRequest, ErrorBody, ErrorCode, SendInputRequest,
-    ServerInfo, SessionInfo, SessionList, SessionOutput, Shed, ShedList, SshHostKey,
+    validate_session_name, validate_shed_name, AllSessions, CreateSessionRequest,
+    CreateShedRequest, ErrorBody, ErrorCode, SendInputRequest, ServerInfo, SessionInfo,
+    SessionList, SessionOutput, Shed, ShedList, SshHostKey,
 };
-use crate::client::config::ServerEntry;
+use crate::client::config::{Scheme, ServerEntry};
+use crate::client::output::{clean, warn};
+use crate::client::tls::{pinned_config, Presented};
 
 /// How long to wait for a TCP connection before calling a server unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,6 +22,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const QUICK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound for a create, which may clone a large repository.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Largest response body read from a server; a lying one cannot exhaust memory.
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A failed call to a server.
 #[derive(Debug, Error)]
@@ -55,6 +60,34 @@ pub enum ClientError {
         /// What was wrong with it.
         detail: String,
     },
+    /// The server's TLS certificate is not the pinned one.
+    #[error("server {server:?} ({addr}) presented TLS certificate {presented}, but {pinned} is pinned: refusing to talk to it, as someone may be intercepting the connection. If the server's certificate really changed, re-pin it: shed server remove {server} && shed server add {addr} --tls-fingerprint {presented}")]
+    CertificateChanged {
+        /// Configured server name.
+        server: String,
+        /// Base URL tried.
+        addr: String,
+        /// The pinned fingerprint.
+        pinned: String,
+        /// The fingerprint the server presented.
+        presented: String,
+    },
+    /// The entry would send the token in clear text over the network.
+    #[error("server {server:?} ({addr}) uses plain HTTP to a host that is not loopback: refusing to send its token in clear text. Re-add it with https://, or set allow_plain_http = true in its config entry if the network is trusted")]
+    PlainHttpToken {
+        /// Configured server name.
+        server: String,
+        /// Base URL.
+        addr: String,
+    },
+    /// An https entry without a pinned certificate (a hand-edited config).
+    #[error("server {server:?} ({addr}) has no pinned TLS certificate; re-add it with `shed server add`")]
+    NotPinned {
+        /// Configured server name.
+        server: String,
+        /// Base URL.
+        addr: String,
+    },
 }
 
 impl ClientError {
@@ -74,21 +107,131 @@ pub struct ApiClient {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    /// Why no request may be sent at all, when that is so.
+    refuse: Option<Refusal>,
+    pin: Option<String>,
+    presented: Presented,
+}
+
+/// Why an entry's configuration forbids every request.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    PlainHttpToken,
+    NotPinned,
+}
+
+/// A reqwest client that never follows redirects (a lying server could
+/// bounce the token elsewhere) and, for https, trusts only `pin`.
+fn http_client(scheme: Scheme, pin: Option<&str>) -> (reqwest::Client, Presented) {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("shed/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    let (builder, presented) = match (scheme, pinned_config(pin)) {
+        (Scheme::Http, _) => (builder, Presented::default()),
+        (Scheme::Https, Ok((tls, presented))) => (
+            builder.use_preconfigured_tls(tls).https_only(true),
+            presented,
+        ),
+        // Cannot happen with ring's defaults; reqwest's own verification
+        // then rejects a self-signed certificate, so this fails closed.
+        (Scheme::Https, Err(_)) => (builder.https_only(true), Presented::default()),
+    };
+    (builder.build().unwrap_or_default(), presented)
+}
+
+/// The fingerprint of the TLS certificate the server at `base_url` presents.
+/// The handshake is abandoned right after the certificate, so no request,
+/// and no token, is sent to a server the user has not yet accepted.
+pub async fn presented_certificate(name: &str, base_url: &str) -> Result<String, ClientError> {
+    let (http, presented) = http_client(Scheme::Https, None);
+    let error = match http
+        .get(format!("{base_url}/api/health"))
+        .timeout(QUICK_TIMEOUT)
+        .send()
+        .await
+    {
+        Ok(_) => None,
+        Err(e) => Some(describe(&e)),
+    };
+    presented.get().ok_or_else(|| ClientError::Unreachable {
+        server: name.to_string(),
+        addr: base_url.to_string(),
+        detail: error.unwrap_or_else(|| "no TLS certificate".into()),
+    })
+}
+
+/// An open `GET /api/events` stream of one server.
+pub struct EventStream {
+    response: reqwest::Response,
+    parser: crate::client::sse::SseParser,
+    ready: std::collections::VecDeque<crate::client::sse::SseMessage>,
+    server: String,
+    addr: String,
+}
+
+impl EventStream {
+    /// The next event; `Ok(None)` when the server ended the stream. A
+    /// server that sends nothing at all, not even a keep-alive comment, for
+    /// `idle` is taken for gone.
+    pub async fn next(
+        &mut self,
+        idle: Duration,
+    ) -> Result<Option<crate::client::sse::SseMessage>, ClientError> {
+        loop {
+            if let Some(message) = self.ready.pop_front() {
+                return Ok(Some(message));
+            }
+            let chunk = tokio::time::timeout(idle, self.response.chunk())
+                .await
+                .map_err(|_| ClientError::Unreachable {
+                    server: self.server.clone(),
+                    addr: self.addr.clone(),
+                    detail: format!("nothing received for {}s", idle.as_secs()),
+                })?;
+            let chunk = chunk.map_err(|e| ClientError::Unreachable {
+                server: self.server.clone(),
+                addr: self.addr.clone(),
+                detail: clean(&describe(&e)),
+            })?;
+            let Some(chunk) = chunk else {
+                return Ok(None);
+            };
+            let messages = self
+                .parser
+                .push(&chunk)
+                .map_err(|e| ClientError::Protocol {
+                    server: self.server.clone(),
+                    addr: self.addr.clone(),
+                    detail: e.to_string(),
+                })?;
+            self.ready.extend(messages);
+        }
+    }
 }
 
 impl ApiClient {
     /// A client for `entry`, known locally as `name`.
     pub fn new(name: &str, entry: &ServerEntry) -> ApiClient {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("shed/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let pin = entry.tls_fingerprint.clone();
+        let (http, presented) = http_client(entry.scheme, pin.as_deref());
+        let refuse = match entry.scheme {
+            Scheme::Https if pin.is_none() => Some(Refusal::NotPinned),
+            Scheme::Http
+                if entry.token.is_some() && !entry.is_loopback() && !entry.allow_plain_http =>
+            {
+                Some(Refusal::PlainHttpToken)
+            }
+            _ => None,
+        };
         ApiClient {
             name: name.to_string(),
             base: entry.base_url(),
             token: entry.token.clone(),
             http,
+            refuse,
+            pin,
+            presented,
         }
     }
 
@@ -109,6 +252,14 @@ impl ApiClient {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<Option<T>, ClientError> {
+        let (server, addr) = (self.name.clone(), self.base.clone());
+        match self.refuse {
+            Some(Refusal::PlainHttpToken) => {
+                return Err(ClientError::PlainHttpToken { server, addr })
+            }
+            Some(Refusal::NotPinned) => return Err(ClientError::NotPinned { server, addr }),
+            None => {}
+        }
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -119,26 +270,44 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let unreachable = |e: reqwest::Error| ClientError::Unreachable {
-            server: self.name.clone(),
-            addr: self.base.clone(),
-            detail: describe(&e),
+        let unreachable = |e: reqwest::Error| match (&self.pin, self.presented.get()) {
+            (Some(pinned), Some(presented)) if *pinned != presented => {
+                ClientError::CertificateChanged {
+                    server: self.name.clone(),
+                    addr: self.base.clone(),
+                    pinned: pinned.clone(),
+                    presented,
+                }
+            }
+            _ => ClientError::Unreachable {
+                server: self.name.clone(),
+                addr: self.base.clone(),
+                detail: clean(&describe(&e)),
+            },
         };
-        let response = request.send().await.map_err(unreachable)?;
+        let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(unreachable)?;
         let protocol = |detail: String| ClientError::Protocol {
             server: self.name.clone(),
             addr: self.base.clone(),
-            detail,
+            detail: clean(&detail),
         };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(protocol(format!(
+                    "HTTP {status} with a body over {MAX_RESPONSE_BYTES} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(body) => ClientError::Api {
                     server: self.name.clone(),
                     status: status.as_u16(),
                     code: body.error.code,
-                    message: body.error.message,
+                    message: clean(&body.error.message),
                 },
                 Err(_) => protocol(format!("HTTP {status} without an error body")),
             });
@@ -159,10 +328,114 @@ impl ApiClient {
     }
 
     fn expect<T>(&self, value: Option<T>) -> Result<T, ClientError> {
-        value.ok_or_else(|| ClientError::Protocol {
+        value.ok_or_else(|| self.lie("empty response".into()))
+    }
+
+    /// The error for an answer that breaks the API's rules.
+    fn lie(&self, detail: String) -> ClientError {
+        ClientError::Protocol {
             server: self.name.clone(),
             addr: self.base.clone(),
-            detail: "empty response".into(),
+            detail: clean(&detail),
+        }
+    }
+
+    /// `shed` itself, or an error if the server answered about another shed.
+    fn the_shed(&self, name: &str, shed: Shed) -> Result<Shed, ClientError> {
+        if shed.name == name {
+            Ok(shed)
+        } else {
+            Err(self.lie(format!(
+                "asked about shed {name:?}, answered about {:?}",
+                shed.name
+            )))
+        }
+    }
+
+    /// `session`, or an error if the server answered about another one.
+    fn the_session(
+        &self,
+        shed: &str,
+        name: &str,
+        session: SessionInfo,
+    ) -> Result<SessionInfo, ClientError> {
+        if session.name == name && session.shed == shed {
+            Ok(session)
+        } else {
+            Err(self.lie(format!(
+                "asked about session {name:?} in shed {shed:?}, answered about {:?} in {:?}",
+                session.name, session.shed
+            )))
+        }
+    }
+
+    /// Keeps the sessions whose names follow the rules, warning about the others.
+    fn valid_sessions(&self, sessions: Vec<SessionInfo>) -> Vec<SessionInfo> {
+        sessions
+            .into_iter()
+            .filter(|s| {
+                let ok = validate_shed_name(&s.shed).is_ok() && validate_session_name(&s.name).is_ok();
+                if !ok {
+                    warn(&format!(
+                        "server {:?} listed a session with an invalid shed or session name ({:?} in {:?}); ignored",
+                        self.name, s.name, s.shed
+                    ));
+                }
+                ok
+            })
+            .collect()
+    }
+
+    /// `GET /api/events`, resuming after `last_event_id`: the open stream.
+    pub async fn events(&self, last_event_id: Option<u64>) -> Result<EventStream, ClientError> {
+        let (server, addr) = (self.name.clone(), self.base.clone());
+        match self.refuse {
+            Some(Refusal::PlainHttpToken) => {
+                return Err(ClientError::PlainHttpToken { server, addr })
+            }
+            Some(Refusal::NotPinned) => return Err(ClientError::NotPinned { server, addr }),
+            None => {}
+        }
+        // No overall timeout: the stream is meant to stay open; the server's
+        // keep-alive comments and the caller's read deadline catch a dead one.
+        let mut request = self.http.get(format!("{}/api/events", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            server: server.clone(),
+            addr: addr.clone(),
+            detail: clean(&describe(&e)),
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let mut response = response;
+            let mut body = Vec::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            return Err(match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(body) => ClientError::Api {
+                    server,
+                    status: status.as_u16(),
+                    code: body.error.code,
+                    message: clean(&body.error.message),
+                },
+                Err(_) => self.lie(format!("HTTP {status} without an error body")),
+            });
+        }
+        Ok(EventStream {
+            response,
+            parser: Default::default(),
+            ready: Default::default(),
+            server,
+            addr,
         })
     }
 
@@ -176,14 +449,55 @@ impl ApiClient {
         self.get_json("/api/ssh-host-key").await
     }
 
-    /// `GET /api/sheds`.
+    /// `GET /api/sheds`. Sheds with invalid names are dropped with a warning:
+    /// the names end up in `~/.ssh/config` and on command lines.
     pub async fn list(&self) -> Result<Vec<Shed>, ClientError> {
-        Ok(self.get_json::<ShedList>("/api/sheds").await?.sheds)
+        Ok(self.list_with_kept().await?.sheds)
+    }
+
+    /// `GET /api/sheds` with the kept volumes too; entries with invalid
+    /// names are dropped with a warning, as in [`Self::list`].
+    pub async fn list_with_kept(&self) -> Result<ShedList, ClientError> {
+        let list = self.get_json::<ShedList>("/api/sheds").await?;
+        let kept_volumes = list
+            .kept_volumes
+            .into_iter()
+            .filter(|kept| match validate_shed_name(&kept.name) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn(&format!(
+                        "server {:?} listed a kept volume for an invalid shed name {:?} ({e}); \
+                         ignored",
+                        self.name, kept.name
+                    ));
+                    false
+                }
+            })
+            .collect();
+        let sheds = list
+            .sheds
+            .into_iter()
+            .filter(|shed| match validate_shed_name(&shed.name) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn(&format!(
+                        "server {:?} listed an invalid shed name {:?} ({e}); ignored",
+                        self.name, shed.name
+                    ));
+                    false
+                }
+            })
+            .collect();
+        Ok(ShedList {
+            sheds,
+            kept_volumes,
+        })
     }
 
     /// `GET /api/sheds/{name}`.
     pub async fn get(&self, name: &str) -> Result<Shed, ClientError> {
-        self.get_json(&format!("/api/sheds/{name}")).await
+        let shed = self.get_json(&format!("/api/sheds/{name}")).await?;
+        self.the_shed(name, shed)
     }
 
     /// `POST /api/sheds`.
@@ -191,7 +505,8 @@ impl ApiClient {
         let shed = self
             .call(Method::POST, "/api/sheds", Some(request), CREATE_TIMEOUT)
             .await?;
-        self.expect(shed)
+        let shed = self.expect(shed)?;
+        self.the_shed(&request.name, shed)
     }
 
     /// `DELETE /api/sheds/{name}`.
@@ -204,41 +519,68 @@ impl ApiClient {
 
     /// `POST /api/sheds/{name}/start`.
     pub async fn start(&self, name: &str) -> Result<Shed, ClientError> {
-        let path = format!("/api/sheds/{name}/start");
-        let shed = self
-            .call(Method::POST, &path, None::<&()>, QUICK_TIMEOUT)
-            .await?;
-        self.expect(shed)
+        self.shed_action(name, "start").await
     }
 
     /// `POST /api/sheds/{name}/stop`.
     pub async fn stop(&self, name: &str) -> Result<Shed, ClientError> {
-        let path = format!("/api/sheds/{name}/stop");
+        self.shed_action(name, "stop").await
+    }
+
+    /// `POST /api/sheds/{name}/{action}`, which answers with the shed.
+    async fn shed_action(&self, name: &str, action: &str) -> Result<Shed, ClientError> {
+        let path = format!("/api/sheds/{name}/{action}");
         let shed = self
             .call(Method::POST, &path, None::<&()>, QUICK_TIMEOUT)
             .await?;
-        self.expect(shed)
+        let shed = self.expect(shed)?;
+        self.the_shed(name, shed)
     }
 }
 
 impl ApiClient {
     /// `GET /api/sheds/{shed}/sessions`.
     pub async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, ClientError> {
-        Ok(self
+        let sessions = self
             .get_json::<SessionList>(&format!("/api/sheds/{shed}/sessions"))
             .await?
-            .sessions)
+            .sessions;
+        Ok(self
+            .valid_sessions(sessions)
+            .into_iter()
+            .filter(|s| s.shed == shed)
+            .collect())
     }
 
     /// `GET /api/sheds/{shed}/sessions/{session}`.
     pub async fn get_session(&self, shed: &str, session: &str) -> Result<SessionInfo, ClientError> {
-        self.get_json(&format!("/api/sheds/{shed}/sessions/{session}"))
-            .await
+        let info = self
+            .get_json(&format!("/api/sheds/{shed}/sessions/{session}"))
+            .await?;
+        self.the_session(shed, session, info)
     }
 
     /// `GET /api/sessions`.
     pub async fn all_sessions(&self) -> Result<AllSessions, ClientError> {
-        self.get_json("/api/sessions").await
+        let all: AllSessions = self.get_json("/api/sessions").await?;
+        let warnings = all
+            .warnings
+            .into_iter()
+            .filter(|w| {
+                let ok = validate_shed_name(&w.shed).is_ok();
+                if !ok {
+                    warn(&format!(
+                        "server {:?} warned about an invalid shed name {:?}; ignored",
+                        self.name, w.shed
+                    ));
+                }
+                ok
+            })
+            .collect();
+        Ok(AllSessions {
+            sessions: self.valid_sessions(all.sessions),
+            warnings,
+        })
     }
 
     /// `POST /api/sheds/{shed}/sessions`.
@@ -251,7 +593,8 @@ impl ApiClient {
         let session = self
             .call(Method::POST, &path, Some(request), QUICK_TIMEOUT)
             .await?;
-        self.expect(session)
+        let session = self.expect(session)?;
+        self.the_session(shed, &request.name, session)
     }
 
     /// `DELETE /api/sheds/{shed}/sessions/{session}`.

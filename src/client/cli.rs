@@ -6,6 +6,14 @@ use clap::{Parser, Subcommand};
 
 /// Persistent Docker workspaces ("sheds") for long-running coding agents.
 #[derive(Debug, Parser)]
+#[command(after_help = "Examples:
+  shed server add 127.0.0.1 --identity ~/.ssh/id_ed25519
+  shed create demo --repo owner/repo
+  shed sessions new demo agent -- claude
+  shed sessions peek demo agent --follow
+  shed attach demo -S agent
+
+Exit codes: 0 success, 1 error, 2 bad usage, 3 partial result (a server did not answer).")]
 #[command(name = "shed", version, propagate_version = true)]
 pub struct Cli {
     /// Config file [default: ~/.config/shed/config.toml].
@@ -29,6 +37,10 @@ pub enum Command {
     #[command(subcommand)]
     Server(ServerCommand),
     /// Create a shed and start it.
+    #[command(after_help = "Examples:
+  shed create demo
+  shed create demo --repo owner/repo        # cloned into /workspace/repo
+  shed -s box create demo --image my-agent:latest")]
     Create {
         /// Shed name: lowercase letters, digits and '-'.
         name: String,
@@ -77,6 +89,10 @@ pub enum Command {
         name: String,
     },
     /// Run a command in a shed; its output streams back and its exit code is shed's.
+    #[command(after_help = "Examples:
+  shed exec demo -- make test
+  shed exec demo -- sh -c 'cd /workspace/app && cargo build'
+  shed exec demo --session agent -- git status   # visibly, in session agent")]
     Exec {
         /// Shed name.
         name: String,
@@ -88,6 +104,12 @@ pub enum Command {
         command: Vec<String>,
     },
     /// Attach to a tmux session in a shed, creating it if needed.
+    #[command(after_help = "Examples:
+  shed attach demo                  # session \"default\", created if missing
+  shed attach demo -S agent --existing
+  shed attach demo -S scratch --new --cwd /tmp
+
+C-b d detaches; whatever runs in the session keeps running.")]
     Attach {
         /// Shed name.
         name: String,
@@ -95,8 +117,11 @@ pub enum Command {
         #[arg(short = 'S', long = "session", default_value = "default")]
         session: String,
         /// Fail if the session already exists, instead of attaching to it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "existing")]
         new: bool,
+        /// Fail if the session does not exist, instead of creating it.
+        #[arg(long)]
+        existing: bool,
         /// Working directory for a new session.
         #[arg(long, default_value = "/workspace", value_name = "DIR")]
         cwd: String,
@@ -116,6 +141,14 @@ pub enum Command {
         dry_run: bool,
     },
     /// List tmux sessions, or manage one (kill, new, peek, send).
+    #[command(after_help = "Examples:
+  shed sessions                     # the current server's sessions
+  shed sessions --all --json
+  shed sessions demo                # one shed's
+  shed sessions --shed new          # a shed named like a subcommand
+  shed sessions new demo agent -- claude --resume
+  shed sessions peek demo agent -n 20 --follow
+  shed sessions send demo agent 'yes, go ahead' --enter")]
     #[command(args_conflicts_with_subcommands = true)]
     Sessions {
         /// What to do; without one, list.
@@ -123,12 +156,19 @@ pub enum Command {
         action: Option<SessionsCommand>,
         /// Only this shed's sessions.
         shed: Option<String>,
+        /// Only this shed's sessions, for a shed named like a subcommand
+        /// (`new`, `peek`, `send`, `kill`, `help`).
+        #[arg(long = "shed", value_name = "SHED", conflicts_with = "shed")]
+        shed_flag: Option<String>,
         /// Every configured server, queried concurrently.
         #[arg(long)]
         all: bool,
         /// Print JSON: {"sessions":[...],"errors":[...]}.
         #[arg(long)]
         json: bool,
+        /// Keep a live table, fed by the servers' event streams, until Ctrl-C.
+        #[arg(long, conflicts_with_all = ["json", "shed"])]
+        watch: bool,
     },
     /// Print a shell completion script.
     Completions {
@@ -191,13 +231,22 @@ pub enum SessionsCommand {
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
     /// Add a server; its name and SSH port are read from its /api/info.
+    ///
+    /// HOST is a host name or IP address (https, or plain http for a loopback
+    /// address), or a URL: https://HOST[:PORT] or http://HOST[:PORT]. The SSH
+    /// host key and the TLS certificate are pinned by fingerprint: confirm
+    /// them at the prompt, or pass --fingerprint and --tls-fingerprint.
+    #[command(after_help = "Examples:
+  shed server add 127.0.0.1 --identity ~/.ssh/id_ed25519
+  shed server add https://box.example.com:8080 --name box --token TOKEN \\
+      --tls-fingerprint SHA256:... --fingerprint SHA256:... --identity ~/.ssh/id_ed25519")]
     Add {
-        /// Host name or IP address.
+        /// Host name, IP address, or http(s)://HOST[:PORT].
         host: String,
         /// Local name for the server [default: the server's own name].
         #[arg(long)]
         name: Option<String>,
-        /// HTTP API port.
+        /// HTTP API port (a port in the URL wins).
         #[arg(long, default_value_t = 8080)]
         port: u16,
         /// API token, if the server requires one.
@@ -206,6 +255,18 @@ pub enum ServerCommand {
         /// SSH private key to use with this server.
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+        /// Expected SSH host key fingerprint (`shed-server host-key` prints it); pins without asking.
+        #[arg(long, value_name = "SHA256:...")]
+        fingerprint: Option<String>,
+        /// Expected TLS certificate fingerprint (https); pins without asking.
+        #[arg(long, value_name = "SHA256:...")]
+        tls_fingerprint: Option<String>,
+        /// Replace a different host key already known for this host and port.
+        #[arg(long)]
+        replace_host_key: bool,
+        /// Allow sending the token over plain http:// to a host that is not loopback.
+        #[arg(long)]
+        allow_plain_http: bool,
     },
     /// List configured servers.
     #[command(visible_alias = "ls")]
@@ -227,6 +288,29 @@ pub enum ServerCommand {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn main_commands_show_examples_in_help() {
+        let cli = Cli::command();
+        assert!(cli.get_after_help().is_some());
+        for path in [
+            &["create"][..],
+            &["exec"],
+            &["attach"],
+            &["sessions"],
+            &["server", "add"],
+        ] {
+            let mut command = &cli;
+            for name in path {
+                command = command.find_subcommand(name).expect("subcommand");
+            }
+            let help = command.get_after_help().map(|h| h.to_string());
+            assert!(
+                help.as_deref().is_some_and(|h| h.contains("Examples:")),
+                "{path:?}"
+            );
+        }
+    }
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -256,8 +340,10 @@ mod tests {
             Command::Sessions {
                 action: None,
                 shed: None,
+                shed_flag: None,
                 all: true,
-                json: true
+                json: true,
+                watch: false
             }
         ));
         let cli = Cli::try_parse_from(["shed", "sessions", "myproj"]).unwrap();
@@ -268,6 +354,17 @@ mod tests {
                 shed: Some(_),
                 ..
             }
+        ));
+        // A shed named like a subcommand is reachable with --shed.
+        let cli = Cli::try_parse_from(["shed", "sessions", "--shed", "new"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Sessions {
+                action: None,
+                shed: None,
+                shed_flag: Some(ref s),
+                ..
+            } if s == "new"
         ));
         let cli = Cli::try_parse_from(["shed", "sessions", "kill", "myproj", "debug"]).unwrap();
         assert!(matches!(

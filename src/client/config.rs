@@ -27,6 +27,36 @@ pub struct ServerEntry {
     /// SSH private key to use with this server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_file: Option<PathBuf>,
+    /// `http` or `https`.
+    #[serde(default)]
+    pub scheme: Scheme,
+    /// Pinned fingerprint (`SHA256:...`) of the server's TLS certificate; https only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
+    /// The user's explicit consent to send the token over plain HTTP to a
+    /// host that is not loopback.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plain_http: bool,
+}
+
+/// How the CLI talks to a server's API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain HTTP: loopback, or with `allow_plain_http`.
+    #[default]
+    Http,
+    /// TLS, verified against the pinned certificate fingerprint.
+    Https,
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        })
+    }
 }
 
 fn default_http_port() -> u16 {
@@ -45,8 +75,23 @@ impl ServerEntry {
         } else {
             self.host.clone()
         };
-        format!("http://{host}:{}", self.http_port)
+        format!("{}://{host}:{}", self.scheme, self.http_port)
     }
+
+    /// Whether the host is this machine (`localhost` or a loopback address),
+    /// where plain HTTP exposes nothing to the network.
+    pub fn is_loopback(&self) -> bool {
+        is_loopback_host(&self.host)
+    }
+}
+
+/// Whether `host` is `localhost` or a loopback IP address (brackets allowed).
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The whole client config file.
@@ -165,6 +210,9 @@ mod tests {
                 ssh_port: 2,
                 token: Some("tok".into()),
                 identity_file: None,
+                scheme: Scheme::Https,
+                tls_fingerprint: Some("SHA256:x".into()),
+                allow_plain_http: false,
             },
         );
         config.default_server = Some("a".into());
@@ -194,7 +242,26 @@ mod tests {
             ssh_port: 2222,
             token: None,
             identity_file: None,
+            scheme: Scheme::Http,
+            tls_fingerprint: None,
+            allow_plain_http: false,
         };
         assert_eq!(entry.base_url(), "http://[::1]:8080");
+        assert!(entry.is_loopback());
+        assert!(is_loopback_host("127.0.0.2") && is_loopback_host("LOCALHOST"));
+        assert!(!is_loopback_host("10.0.0.1") && !is_loopback_host("box"));
+    }
+
+    #[test]
+    fn the_commented_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/client.toml");
+        let config = ClientConfig::load(&path).unwrap();
+        assert_eq!(config.servers["laptop"].base_url(), "http://127.0.0.1:8080");
+        let buildbox = &config.servers["buildbox"];
+        assert_eq!(buildbox.base_url(), "https://buildbox.example.com:8080");
+        assert!(buildbox
+            .tls_fingerprint
+            .as_deref()
+            .is_some_and(crate::api::fingerprint::is_fingerprint));
     }
 }

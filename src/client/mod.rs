@@ -5,5 +5,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod output;
-pub mod session_commands;
+pub mod sse;
 pub mod ssh;
+pub mod tls;

@@ -11,7 +11,8 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(headers.to_vec());
     for row in rows {
-        table.add_row(row);
+        // Cells hold server-supplied text: never let it drive the terminal.
+        table.add_row(row.iter().map(|cell| clean(cell)).collect::<Vec<_>>());
     }
     for column in table.column_iter_mut() {
         column.set_cell_alignment(CellAlignment::Left);
@@ -45,6 +46,71 @@ pub fn one_line(text: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Prints `message` to stderr as a one-line warning, cleaned of anything a
+/// server could use to drive the terminal.
+pub fn warn(message: &str) {
+    eprintln!("warning: {}", clean(&one_line(message)));
+}
+
+/// `text` made safe to print: escape sequences (CSI, OSC, DCS and the
+/// like, in their 7-bit and C1 forms) are removed, other control characters
+/// (C0, DEL, C1) and bidirectional overrides are dropped, and line breaks and
+/// tabs become spaces. Anything a server says goes through this before it
+/// reaches a terminal, so a lying server cannot retitle the window, write
+/// the clipboard (OSC 52), clear the screen or disguise text.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                Some('[') => skip_csi(&mut chars),
+                Some(']' | 'P' | 'X' | '^' | '_') => skip_string(&mut chars),
+                Some(' '..='/') => {
+                    // nF sequences: intermediates, then one final byte.
+                    while chars.next_if(|c| matches!(c, ' '..='/')).is_some() {}
+                    chars.next();
+                }
+                _ => {}
+            },
+            '\u{9b}' => skip_csi(&mut chars),
+            '\u{9d}' | '\u{90}' | '\u{98}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() || is_bidi_control(c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Skips a CSI sequence's parameters and intermediates, and its final byte.
+fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while chars
+        .next_if(|c| matches!(c, '0'..='?' | ' '..='/'))
+        .is_some()
+    {}
+    chars.next_if(|c| matches!(c, '@'..='~'));
+}
+
+/// Skips a control string (OSC, DCS, ...) up to BEL or ST.
+fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{7}' | '\u{9c}' => return,
+            '\u{1b}' => {
+                chars.next_if_eq(&'\\');
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Unicode bidirectional controls, which reorder how text is displayed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -82,5 +148,25 @@ mod tests {
     #[test]
     fn one_line_joins() {
         assert_eq!(one_line("a\n\n  b  \nc"), "a; b; c");
+    }
+
+    #[test]
+    fn clean_removes_escapes_and_controls() {
+        let cases = [
+            ("plain é 名", "plain é 名"),
+            ("\u{1b}[31mred\u{1b}[0m", "red"),
+            ("a\u{1b}]0;title\u{7}b", "ab"),
+            ("a\u{1b}]52;c;cHduZWQ=\u{1b}\\b", "ab"),
+            ("a\u{9b}2Jb\u{9d}x\u{9c}c", "abc"),
+            ("a\u{1b}(Bb\u{1b}cc", "abc"),
+            ("line\none\ttab\rcr", "line one tab cr"),
+            ("nul\u{0}del\u{7f}nel\u{85}", "nuldelnel"),
+            ("evil\u{202e}txt.exe", "eviltxt.exe"),
+            ("unterminated\u{1b}[", "unterminated"),
+            ("\u{1b}", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(clean(input), want, "{input:?}");
+        }
     }
 }

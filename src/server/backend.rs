@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::api::{SessionInfo, Shed};
+use crate::api::{KeptVolume, SessionInfo, Shed};
 
 /// What a create needs once the request has been validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +38,12 @@ pub enum BackendError {
     /// No shed with this name on this server.
     #[error("no shed named {0:?}")]
     ShedNotFound(String),
-    /// The name is taken (or a create for it is under way).
-    #[error("{0}")]
+    /// The name is taken.
+    #[error("shed {0:?} already exists")]
     ShedExists(String),
+    /// A create of this name is under way.
+    #[error("shed {0:?} is being created")]
+    ShedBeingCreated(String),
     /// Start of a running shed.
     #[error("shed {0:?} is already running")]
     AlreadyRunning(String),
@@ -102,6 +105,44 @@ pub enum BackendError {
     /// Anything else; the detail is logged, not sent.
     #[error("{0}")]
     Internal(String),
+    /// The shed's image lacks a program a feature needs.
+    #[error("{tool} is not installed in shed {shed:?}, and {needed_for} need it; use an image with it (see \"What a shed image must contain\" in the README)")]
+    ToolMissing {
+        /// The shed.
+        shed: String,
+        /// The missing program.
+        tool: String,
+        /// The feature that needs it.
+        needed_for: String,
+    },
+    /// A volume is in the way of a create (left over, or another server's).
+    #[error("{0}")]
+    VolumeConflict(String),
+    /// A delete removed the container but not the volume; says what to do.
+    #[error("{0}")]
+    DeleteIncomplete(String),
+    /// The session's command has exited (its pane is kept, dead), so it
+    /// takes no input.
+    #[error("the command in session {session:?} of shed {shed:?} has {}, so it takes no input; read its last output with `shed sessions peek {shed} {session}`, then kill the session and start a new one", match .status { Some(code) => format!("exited with status {code}"), None => "ended".to_string() })]
+    SessionExited {
+        /// The shed.
+        shed: String,
+        /// The session.
+        session: String,
+        /// The command's exit status, when tmux knows it.
+        status: Option<i32>,
+    },
+}
+
+impl BackendError {
+    /// Input refused because the session's command has exited (409 `SESSION_EXITED`).
+    pub fn session_exited(shed: &str, session: &str, status: Option<i32>) -> BackendError {
+        BackendError::SessionExited {
+            shed: shed.into(),
+            session: session.into(),
+            status,
+        }
+    }
 }
 
 /// Shed lifecycle operations over a container engine.
@@ -119,6 +160,11 @@ pub trait ShedBackend: Send + Sync + 'static {
     async fn start(&self, name: &str) -> Result<Shed, BackendError>;
     /// Stops a running shed.
     async fn stop(&self, name: &str) -> Result<Shed, BackendError>;
+    /// Workspace volumes kept on purpose by a `keep_volume` delete, sorted by
+    /// name. A backend without volumes keeps none.
+    async fn kept_volumes(&self) -> Result<Vec<KeptVolume>, BackendError> {
+        Ok(Vec::new())
+    }
     /// Every tmux session in a running shed, sorted by name, in one exec.
     async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError>;
     /// Creates a detached session.
@@ -136,6 +182,16 @@ pub trait ShedBackend: Send + Sync + 'static {
         session: &str,
         lines: usize,
     ) -> Result<String, BackendError>;
+    /// [`ShedBackend::session_output`] with the path that answered.
+    async fn session_output_from(
+        &self,
+        shed: &str,
+        session: &str,
+        lines: usize,
+    ) -> Result<(String, crate::api::SessionSource), BackendError> {
+        let text = self.session_output(shed, session, lines).await?;
+        Ok((text, crate::api::SessionSource::Exec))
+    }
     /// Types `text` literally into the session, then Enter if asked.
     async fn send_input(
         &self,

@@ -49,7 +49,7 @@ pub struct ServerConfig {
     pub api_token: Option<String>,
     /// Allows a non-loopback `bind` without `api_token`.
     pub insecure_no_auth: bool,
-    /// authorized_keys file for the SSH gateway; default `~/.ssh/authorized_keys`.
+    /// authorized_keys file for the SSH gateway; default `data_dir/authorized_keys`.
     pub authorized_keys: Option<PathBuf>,
     /// Accept any SSH key (trusted networks only; logs a warning).
     pub allow_any_key: bool,
@@ -59,6 +59,45 @@ pub struct ServerConfig {
     pub container_user: Option<String>,
     /// Most tmux sessions one shed may have.
     pub max_sessions_per_shed: usize,
+    /// Extra names the HTTP API answers to in `Host` (besides loopback names,
+    /// the bind address and the server's own names), e.g. `buildbox.lan`.
+    pub allowed_hosts: Vec<String>,
+    /// Whether the HTTP API speaks TLS; `auto` means on for non-loopback binds.
+    pub tls: TlsMode,
+    /// Seconds a client has to send a request's headers (and finish a TLS handshake).
+    pub http_header_timeout_secs: u64,
+    /// Seconds a connection may sit with no request in flight before it is closed.
+    pub http_idle_timeout_secs: u64,
+    /// Most HTTP connections held at once; past it, the oldest idle one is closed.
+    pub http_max_connections: usize,
+    /// Seconds an SSH connection may take to authenticate before it is closed (sshd's LoginGraceTime).
+    pub ssh_login_grace_secs: u64,
+    /// Most SSH connections open at once, authenticated or not.
+    pub ssh_max_connections: usize,
+    /// Most SSH connections not yet authenticated (sshd's MaxStartups); below `ssh_max_connections`.
+    pub ssh_max_unauthenticated: usize,
+    /// Most unauthenticated SSH connections from one address (IPv6: one /64).
+    pub ssh_max_unauthenticated_per_ip: usize,
+    /// Most channels (sessions and forwards) open at once on one SSH connection.
+    pub ssh_max_channels_per_connection: usize,
+    /// Events kept for `GET /api/events` clients resuming with `Last-Event-ID`.
+    pub event_ring_size: usize,
+    /// Whether each running shed gets a live tmux control channel that
+    /// serves session requests; `false` runs every request as an exec.
+    pub control_mode: bool,
+}
+
+/// The `tls` key: whether the HTTP API is served over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS on non-loopback binds, plain HTTP on loopback.
+    #[default]
+    Auto,
+    /// Always TLS.
+    On,
+    /// Never TLS (the token then travels in clear text off loopback).
+    Off,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +119,18 @@ impl Default for ServerConfig {
             docker_host: None,
             container_user: None,
             max_sessions_per_shed: 32,
+            allowed_hosts: Vec::new(),
+            tls: TlsMode::Auto,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 60,
+            http_max_connections: 512,
+            ssh_login_grace_secs: 30,
+            ssh_max_connections: 1000,
+            ssh_max_unauthenticated: 100,
+            ssh_max_unauthenticated_per_ip: 10,
+            ssh_max_channels_per_connection: 64,
+            event_ring_size: crate::server::events::DEFAULT_RING_SIZE,
+            control_mode: true,
         }
     }
 }
@@ -204,7 +255,10 @@ impl ServerConfig {
         self.data_dir = expand_tilde(&self.data_dir);
     }
 
-    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+    /// Checks the values as a whole; `path` is only used in messages. Loading
+    /// already does this; call it again after changing fields (as the
+    /// command-line overrides of `serve` do).
+    pub fn check(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key, message: String| ConfigError::Invalid {
             path: path.into(),
             key,
@@ -222,6 +276,7 @@ impl ServerConfig {
                 format!("{} is not between 1 and 1000", self.max_sessions_per_shed),
             ));
         }
+        self.check_ssh_limits(path)?;
         if let Some(prefix) = &self.isolation_prefix {
             let ok = !prefix.is_empty()
                 && prefix.len() <= 32
@@ -282,7 +337,63 @@ impl ServerConfig {
                 ));
             }
         }
+        self.check_http(path)?;
+        if !(1..=crate::server::events::MAX_RING_SIZE).contains(&self.event_ring_size) {
+            return Err(invalid(
+                "event_ring_size",
+                format!(
+                    "{} is not between 1 and {}",
+                    self.event_ring_size,
+                    crate::server::events::MAX_RING_SIZE
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    fn check_http(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid {
+            path: path.into(),
+            key,
+            message,
+        };
+        for host in &self.allowed_hosts {
+            let ok = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+            if !ok {
+                return Err(invalid(
+                    "allowed_hosts",
+                    format!("{host:?} is not a host name or IP address (no port, no scheme)"),
+                ));
+            }
+        }
+        for (key, secs) in [
+            ("http_header_timeout_secs", self.http_header_timeout_secs),
+            ("http_idle_timeout_secs", self.http_idle_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(invalid(key, format!("{secs} is not between 1 and 3600")));
+            }
+        }
+        if !(1..=100_000).contains(&self.http_max_connections) {
+            return Err(invalid(
+                "http_max_connections",
+                format!("{} is not between 1 and 100000", self.http_max_connections),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the HTTP API is served over TLS under this config.
+    pub fn tls_enabled(&self) -> bool {
+        match self.tls {
+            TlsMode::On => true,
+            TlsMode::Off => false,
+            TlsMode::Auto => !self.bind.is_loopback(),
+        }
     }
 
     /// The Docker endpoint to use: `docker_host`, then `DOCKER_HOST`, then the local socket.
@@ -293,14 +404,12 @@ impl ServerConfig {
             .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
     }
 
-    /// The authorized_keys file the gateway checks.
+    /// The authorized_keys file the gateway checks: `authorized_keys`, or
+    /// `data_dir/authorized_keys`, managed with `shed-server keys`.
     pub fn authorized_keys_path(&self) -> PathBuf {
-        self.authorized_keys.clone().unwrap_or_else(|| {
-            dirs::home_dir()
-                .unwrap_or_else(|| PathBuf::from("/root"))
-                .join(".ssh")
-                .join("authorized_keys")
-        })
+        self.authorized_keys
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("authorized_keys"))
     }
 
     /// The environment injected into new sheds, from `env_file`.
@@ -354,6 +463,50 @@ pub fn expand_tilde(path: &Path) -> PathBuf {
 /// The commented example printed by `shed-server default-config`.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../config/server.toml");
 
+impl ServerConfig {
+    fn check_ssh_limits(&self, path: &Path) -> Result<(), ConfigError> {
+        let range = |key: &'static str, value: u64, low: u64, high: u64| {
+            if (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    path: path.into(),
+                    key,
+                    message: format!("{value} is not between {low} and {high}"),
+                })
+            }
+        };
+        let n = |v: usize| v as u64;
+        range("ssh_login_grace_secs", self.ssh_login_grace_secs, 1, 3600)?;
+        range(
+            "ssh_max_connections",
+            n(self.ssh_max_connections),
+            2,
+            100_000,
+        )?;
+        // Unauthenticated connections must leave room for authenticated
+        // ones, or a flood of idle sockets would lock every user out.
+        range(
+            "ssh_max_unauthenticated",
+            n(self.ssh_max_unauthenticated),
+            1,
+            n(self.ssh_max_connections) - 1,
+        )?;
+        range(
+            "ssh_max_unauthenticated_per_ip",
+            n(self.ssh_max_unauthenticated_per_ip),
+            1,
+            n(self.ssh_max_unauthenticated),
+        )?;
+        range(
+            "ssh_max_channels_per_connection",
+            n(self.ssh_max_channels_per_connection),
+            1,
+            10_000,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +523,21 @@ mod tests {
         assert_eq!(config.default_image, "shed-base:latest");
         assert!(config.bind.is_loopback());
         assert!(!config.name.is_empty());
+    }
+
+    #[test]
+    fn event_ring_size_is_checked() {
+        assert_eq!(
+            parse("").unwrap().event_ring_size,
+            crate::server::events::DEFAULT_RING_SIZE
+        );
+        parse("event_ring_size = 1\n").unwrap();
+        for bad in [0, crate::server::events::MAX_RING_SIZE + 1] {
+            let err = parse(&format!("event_ring_size = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("event_ring_size"), "{err}");
+        }
     }
 
     #[test]
@@ -422,5 +590,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("env_file") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn http_keys_are_checked() {
+        let config =
+            parse("allowed_hosts = [\"shed.example\", \"10.0.0.7\"]\ntls = \"on\"\n").unwrap();
+        assert!(config.tls_enabled());
+        assert!(!parse("").unwrap().tls_enabled());
+        let public = parse("bind = \"0.0.0.0\"\ninsecure_no_auth = true\n").unwrap();
+        assert!(public.tls_enabled());
+        for bad in [
+            "allowed_hosts = [\"http://x\"]\n",
+            "allowed_hosts = [\"\"]\n",
+            "tls = \"maybe\"\n",
+            "http_header_timeout_secs = 0\n",
+            "http_max_connections = 0\n",
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            let key = bad.split(' ').next().unwrap();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn ssh_limits_leave_room_for_authenticated_connections() {
+        let err = parse("ssh_max_connections = 10\nssh_max_unauthenticated = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ssh_max_unauthenticated"), "{err}");
+        let err = parse("ssh_login_grace_secs = 0\n").unwrap_err().to_string();
+        assert!(err.contains("ssh_login_grace_secs"), "{err}");
+        let err = parse("ssh_max_unauthenticated = 5\nssh_max_unauthenticated_per_ip = 6\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ssh_max_unauthenticated_per_ip"), "{err}");
+    }
+
+    #[test]
+    fn authorized_keys_default_to_the_data_dir() {
+        let config = parse("data_dir = \"/srv/shed\"\n").unwrap();
+        assert_eq!(
+            config.authorized_keys_path(),
+            PathBuf::from("/srv/shed/authorized_keys")
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! The one place where failures become HTTP responses.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::Request;
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use thiserror::Error;
@@ -42,145 +44,91 @@ pub enum ApiError {
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The Host or Origin header is not this server's.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request body did not arrive in time.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
 }
 
+/// What the client is told instead of an internal error's detail.
+const INTERNAL_MESSAGE: &str = "internal server error; see the server log";
+/// What the client is told instead of why Docker could not be reached.
+const DOCKER_UNAVAILABLE_MESSAGE: &str = "the Docker engine is unavailable; try again later";
+
 impl ApiError {
-    /// The status, code and client-safe message of this error.
-    pub(crate) fn parts(&self) -> (StatusCode, ErrorCode, String) {
+    /// The status and code of this error.
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         use BackendError as B;
-        let internal = "internal server error; see the server log".to_string();
+        use ErrorCode as C;
+        use StatusCode as S;
         match self {
-            ApiError::InvalidName(m) => {
-                (StatusCode::BAD_REQUEST, ErrorCode::InvalidName, m.clone())
-            }
-            ApiError::InvalidRequest(m) => (
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidRequest,
-                m.clone(),
-            ),
-            ApiError::InvalidSessionName(m) => (
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidSessionName,
-                m.clone(),
-            ),
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::PayloadTooLarge,
-                self.to_string(),
-            ),
-            ApiError::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorCode::UnsupportedMediaType,
-                self.to_string(),
-            ),
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                self.to_string(),
-            ),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound, self.to_string()),
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::MethodNotAllowed,
-                self.to_string(),
-            ),
-            ApiError::Panic => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                internal,
-            ),
+            ApiError::InvalidName(_) => (S::BAD_REQUEST, C::InvalidName),
+            ApiError::InvalidRequest(_) => (S::BAD_REQUEST, C::InvalidRequest),
+            ApiError::InvalidSessionName(_) => (S::BAD_REQUEST, C::InvalidSessionName),
+            ApiError::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, C::PayloadTooLarge),
+            ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),
+            ApiError::Unauthorized => (S::UNAUTHORIZED, C::Unauthorized),
+            ApiError::NotFound => (S::NOT_FOUND, C::NotFound),
+            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
+            ApiError::Panic => (S::INTERNAL_SERVER_ERROR, C::Internal),
+            ApiError::Forbidden(_) => (S::FORBIDDEN, C::Forbidden),
+            ApiError::RequestTimeout => (S::REQUEST_TIMEOUT, C::RequestTimeout),
             ApiError::Backend(e) => match e {
-                B::ShedNotFound(_) => (
-                    StatusCode::NOT_FOUND,
-                    ErrorCode::ShedNotFound,
-                    e.to_string(),
-                ),
-                B::ShedExists(_) => (StatusCode::CONFLICT, ErrorCode::ShedExists, e.to_string()),
-                B::AlreadyRunning(_) => (
-                    StatusCode::CONFLICT,
-                    ErrorCode::ShedAlreadyRunning,
-                    e.to_string(),
-                ),
-                B::AlreadyStopped(_) => (
-                    StatusCode::CONFLICT,
-                    ErrorCode::ShedAlreadyStopped,
-                    e.to_string(),
-                ),
-                B::ImageNotFound(_) => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::ImageNotFound,
-                    e.to_string(),
-                ),
-                B::CloneFailed { .. } => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::CloneFailed,
-                    e.to_string(),
-                ),
-                B::DockerUnavailable(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::DockerUnavailable,
-                    "the Docker engine is unavailable; try again later".into(),
-                ),
-                B::SessionNotFound { .. } => (
-                    StatusCode::NOT_FOUND,
-                    ErrorCode::SessionNotFound,
-                    e.to_string(),
-                ),
-                B::SessionExists { .. } => (
-                    StatusCode::CONFLICT,
-                    ErrorCode::SessionExists,
-                    e.to_string(),
-                ),
-                B::ShedNotRunning(_) => (
-                    StatusCode::CONFLICT,
-                    ErrorCode::ShedNotRunning,
-                    e.to_string(),
-                ),
-                B::MaxSessions { .. } => {
-                    (StatusCode::CONFLICT, ErrorCode::MaxSessions, e.to_string())
-                }
-                B::TmuxNotAvailable(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::TmuxNotAvailable,
-                    e.to_string(),
-                ),
-                B::Timeout(_) => (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    ErrorCode::Timeout,
-                    e.to_string(),
-                ),
-                B::BadRequest(_) => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::InvalidRequest,
-                    e.to_string(),
-                ),
-                B::Internal(_) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    internal,
-                ),
+                B::ShedNotFound(_) => (S::NOT_FOUND, C::ShedNotFound),
+                B::ShedExists(_) | B::ShedBeingCreated(_) => (S::CONFLICT, C::ShedExists),
+                B::AlreadyRunning(_) => (S::CONFLICT, C::ShedAlreadyRunning),
+                B::AlreadyStopped(_) => (S::CONFLICT, C::ShedAlreadyStopped),
+                B::ImageNotFound(_) => (S::BAD_REQUEST, C::ImageNotFound),
+                B::CloneFailed { .. } => (S::BAD_REQUEST, C::CloneFailed),
+                B::DockerUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::DockerUnavailable),
+                B::SessionNotFound { .. } => (S::NOT_FOUND, C::SessionNotFound),
+                B::SessionExists { .. } => (S::CONFLICT, C::SessionExists),
+                B::ShedNotRunning(_) => (S::CONFLICT, C::ShedNotRunning),
+                B::MaxSessions { .. } => (S::CONFLICT, C::MaxSessions),
+                B::TmuxNotAvailable(_) => (S::SERVICE_UNAVAILABLE, C::TmuxNotAvailable),
+                B::Timeout(_) => (S::GATEWAY_TIMEOUT, C::Timeout),
+                B::BadRequest(_) => (S::BAD_REQUEST, C::InvalidRequest),
+                B::Internal(_) => (S::INTERNAL_SERVER_ERROR, C::Internal),
+                B::ToolMissing { .. } => (S::SERVICE_UNAVAILABLE, C::ToolNotAvailable),
+                B::VolumeConflict(_) => (S::CONFLICT, C::VolumeConflict),
+                B::DeleteIncomplete(_) => (S::CONFLICT, C::DeleteIncomplete),
+                B::SessionExited { .. } => (S::CONFLICT, C::SessionExited),
             },
         }
     }
+
+    /// The status, code and client-safe message of this error: its own
+    /// text, except where the detail is for the server log only.
+    pub(crate) fn parts(&self) -> (StatusCode, ErrorCode, String) {
+        let (status, code) = self.status_and_code();
+        let message = match self {
+            ApiError::Panic | ApiError::Backend(BackendError::Internal(_)) => {
+                INTERNAL_MESSAGE.to_string()
+            }
+            ApiError::Backend(BackendError::DockerUnavailable(_)) => {
+                DOCKER_UNAVAILABLE_MESSAGE.to_string()
+            }
+            other => other.to_string(),
+        };
+        (status, code, message)
+    }
 }
 
-impl ApiError {
-    /// [`ApiError::parts`], logging server-side failures as a response would.
-    pub(crate) fn parts_logged(&self) -> (StatusCode, ErrorCode, String) {
-        let parts = self.parts();
-        if parts.0.is_server_error() {
-            tracing::error!(code = %parts.1, error = %self, "request failed");
-        }
-        parts
-    }
+/// What a failed response was about, carried as a response extension from
+/// [`ApiError::into_response`] to [`log_failures`]; never sent to the client.
+#[derive(Debug, Clone)]
+pub struct FailureDetail {
+    /// The code the client saw.
+    pub code: ErrorCode,
+    /// The full error, internals included.
+    pub detail: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message) = self.parts_logged();
-        if !status.is_server_error() {
-            tracing::debug!(code = %code, error = %self, "request refused");
-        }
+        let (status, code, message) = self.parts();
         let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -188,12 +136,39 @@ impl IntoResponse for ApiError {
                 "Bearer".parse().expect("static header"),
             );
         }
+        response.extensions_mut().insert(FailureDetail {
+            code,
+            detail: self.to_string(),
+        });
         response
     }
 }
 
+/// Middleware that logs the [`FailureDetail`] of a failed response: server
+/// errors at error level (their details are hidden from the client), refusals
+/// at debug. It takes the detail out, so a response is logged once however
+/// many times the layer wraps it.
+pub async fn log_failures(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(failure) = response.extensions_mut().remove::<FailureDetail>() {
+        if response.status().is_server_error() {
+            tracing::error!(code = %failure.code, error = %failure.detail, "request failed");
+        } else {
+            tracing::debug!(code = %failure.code, error = %failure.detail, "request refused");
+        }
+    }
+    response
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(e) = cause {
+            if e.is::<crate::server::listener::BodyTimeout>() {
+                return ApiError::RequestTimeout;
+            }
+            cause = e.source();
+        }
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
@@ -229,5 +204,14 @@ mod tests {
         let (status, _, message) = err.parts();
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!message.contains("docker.sock"));
+    }
+
+    #[test]
+    fn the_detail_rides_along_for_the_log_only() {
+        let response = ApiError::Backend(BackendError::Internal("secret /var/lib path".into()))
+            .into_response();
+        let failure = response.extensions().get::<FailureDetail>().unwrap();
+        assert_eq!(failure.code, ErrorCode::Internal);
+        assert!(failure.detail.contains("secret"));
     }
 }

@@ -15,6 +15,9 @@ pub struct FakeBackend {
     sheds: Mutex<BTreeMap<String, Shed>>,
     /// Per shed: session name to the text "on screen".
     sessions: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Per (shed, session): the exit status of a command that exited at
+    /// once (a command `exit N`).
+    exited: Mutex<BTreeMap<(String, String), i32>>,
     /// Sheds whose session queries never answer, like a paused container.
     hanging: Mutex<std::collections::HashSet<String>>,
 }
@@ -52,6 +55,9 @@ impl FakeBackend {
             current_command: "bash".into(),
             cwd: "/workspace".into(),
             status: SessionStatus::Active,
+            exited: false,
+            exit_status: None,
+            source: crate::api::SessionSource::Exec,
         }
     }
 
@@ -99,17 +105,14 @@ impl ShedBackend for FakeBackend {
     async fn create(&self, new: NewShed) -> Result<Shed, BackendError> {
         let mut sheds = self.sheds.lock().unwrap();
         if sheds.contains_key(&new.name) {
-            return Err(BackendError::ShedExists(format!(
-                "shed {:?} already exists",
-                new.name
-            )));
+            return Err(BackendError::ShedExists(new.name.clone()));
         }
         let shed = Shed {
             name: new.name.clone(),
             status: ShedStatus::Running,
             created_at: Utc::now(),
             image: new.image,
-            repo: new.repo.map(|r| r.url),
+            repo: new.repo.map(|r| r.shown),
             container_id: format!("fake-{}", new.name),
             server: "fake".into(),
         };
@@ -139,9 +142,18 @@ impl ShedBackend for FakeBackend {
     async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
         self.running(shed).await?;
         let all = self.sessions.lock().unwrap();
+        let exited = self.exited.lock().unwrap();
+        let info = |name: &String| {
+            let mut info = Self::info(shed, name);
+            if let Some(status) = exited.get(&(shed.to_string(), name.clone())) {
+                info.exited = true;
+                info.exit_status = Some(*status);
+            }
+            info
+        };
         Ok(all
             .get(shed)
-            .map(|s| s.keys().map(|name| Self::info(shed, name)).collect())
+            .map(|s| s.keys().map(info).collect())
             .unwrap_or_default())
     }
 
@@ -159,12 +171,26 @@ impl ShedBackend for FakeBackend {
                 session: new.name,
             });
         }
+        let mut info = Self::info(shed, &new.name);
+        let status = new.command.as_deref().and_then(|c| c.strip_prefix("exit "));
+        if let Some(status) = status.and_then(|s| s.trim().parse().ok()) {
+            self.exited
+                .lock()
+                .unwrap()
+                .insert((shed.into(), new.name.clone()), status);
+            info.exited = true;
+            info.exit_status = Some(status);
+        }
         sessions.insert(new.name.clone(), new.command.unwrap_or_default());
-        Ok(Self::info(shed, &new.name))
+        Ok(info)
     }
 
     async fn kill_session(&self, shed: &str, session: &str) -> Result<(), BackendError> {
         self.running(shed).await?;
+        self.exited
+            .lock()
+            .unwrap()
+            .remove(&(shed.to_string(), session.to_string()));
         let mut all = self.sessions.lock().unwrap();
         all.get_mut(shed)
             .and_then(|s| s.remove(session))
@@ -182,6 +208,10 @@ impl ShedBackend for FakeBackend {
         lines: usize,
     ) -> Result<String, BackendError> {
         self.running(shed).await?;
+        let key = (shed.to_string(), session.to_string());
+        if let Some(status) = self.exited.lock().unwrap().get(&key) {
+            return Err(BackendError::session_exited(shed, session, Some(*status)));
+        }
         self.with_session(shed, session, |screen| {
             let all: Vec<&str> = screen.lines().collect();
             all[all.len().saturating_sub(lines)..].join("\n")
@@ -196,6 +226,10 @@ impl ShedBackend for FakeBackend {
         enter: bool,
     ) -> Result<(), BackendError> {
         self.running(shed).await?;
+        let key = (shed.to_string(), session.to_string());
+        if let Some(status) = self.exited.lock().unwrap().get(&key) {
+            return Err(BackendError::session_exited(shed, session, Some(*status)));
+        }
         self.with_session(shed, session, |screen| {
             screen.push_str(text);
             if enter {

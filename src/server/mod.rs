@@ -3,14 +3,20 @@
 pub mod backend;
 pub mod coalesce;
 pub mod config;
+pub mod control;
 pub mod docker;
 pub mod error;
+pub mod events;
+pub mod exec;
 #[cfg(test)]
 mod fake;
 pub mod http;
+pub mod install;
+pub mod listener;
 pub mod repo;
 pub mod sessions;
 pub mod ssh;
+pub mod tls;
 pub mod tmux;
 
 use std::net::SocketAddr;
@@ -44,9 +50,15 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "Docker is not reachable yet; requests get 503 until it is")
         }
     }
+    // One bus for the Docker watcher, the control channels and /api/events;
+    // the channels start after the first connect, so the running sheds can
+    // be listed at once.
+    let events = Arc::new(events::EventBus::new(config.event_ring_size));
+    backend.start_channels(events.clone());
 
     let host_key =
         ssh::keys::load_or_create_host_key(&config.data_dir).context("loading the SSH host key")?;
+    tracing::info!(fingerprint = %ssh::keys::fingerprint(host_key.public_key()), "SSH host key");
     let ssh_public = host_key
         .public_key()
         .to_openssh()
@@ -75,6 +87,11 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding the HTTP API to {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
 
+    docker::watch::spawn(backend.clone(), events.clone());
+    let bus = events.clone();
+
+    // The listener is bound, so connections queue from here on: up.
+    let gateway_health = ssh::supervisor::GatewayHealth::up();
     let state = http::AppState {
         backend: backend.clone(),
         info: ServerInfo {
@@ -91,43 +108,119 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             config.max_sessions_per_shed,
             sessions::PER_SHED_TIMEOUT,
         ),
+        gateway: gateway_health.clone(),
+        events,
     };
-    let gateway = ssh::Gateway::new(backend.clone(), host_key, policy);
-    tokio::spawn(async move {
-        if let Err(e) = gateway.serve(ssh_listener).await {
-            tracing::error!(error = %e, "the SSH gateway stopped");
-        }
-    });
-    tracing::info!(name = %config.name, http = %local, ssh = %ssh_local, "shed-server listening");
+    let gateway = ssh::Gateway::new(
+        backend.clone(),
+        host_key,
+        policy,
+        ssh::limits::Limits::from_config(&config),
+    );
+    ssh::spawn_supervised(Arc::new(gateway), ssh_listener, gateway_health);
+    let tls = http_tls(&config)?;
+    let signal = shutdown_signal();
+    let shutdown = async move {
+        signal.await;
+        // Event streams never finish by themselves; end them so the drain
+        // waits only for real requests.
+        bus.close();
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(name = %config.name, http = %local, ssh = %ssh_local, scheme, "shed-server listening");
     // Scripts and tests read the actual ports from this line when a port is 0.
     println!(
-        "shed-server {} listening on http://{local} ssh://{ssh_local}",
+        "shed-server {} listening on {scheme}://{local} ssh://{ssh_local}",
         config.name
     );
 
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the HTTP API")?;
+    let router = http::with_host_guard(http::router(state), host_policy(&config, tls.is_some()));
+    listener::serve(
+        listener,
+        router,
+        tls,
+        listener::Limits::from_config(&config),
+        shutdown,
+    )
+    .await;
     tracing::info!("shed-server stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Installs the SIGTERM and Ctrl-C handlers at once, so that a signal sent
+/// as soon as the "listening" line is out is caught; completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn received(sig: std::io::Result<Signal>) {
+        match sig {
             Ok(mut sig) => {
                 sig.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
-    tracing::info!("shutting down; finishing in-flight requests");
+    let term = received(signal(SignalKind::terminate()));
+    let ctrl_c = received(signal(SignalKind::interrupt()));
+    async move {
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        tracing::info!("shutting down; finishing in-flight requests");
+    }
+}
+
+/// The TLS acceptor for the HTTP API when `tls` is on, logging the
+/// certificate's fingerprint for clients to pin.
+fn http_tls(config: &ServerConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    if !config.tls_enabled() {
+        if !config.bind.is_loopback() {
+            tracing::warn!(bind = %config.bind, "tls = \"off\": the API token travels in clear text");
+        }
+        return Ok(None);
+    }
+    let cert = tls::load_or_create_certificate(&config.data_dir, &tls::certificate_names(config))
+        .context("loading the TLS certificate")?;
+    tracing::info!(fingerprint = %cert.fingerprint(), "serving the HTTP API over TLS");
+    Ok(Some(cert.acceptor().context("setting up TLS")?))
+}
+
+/// Which Host headers the API answers: besides loopback names and the bind
+/// address, the server's name, the machine's hostname and `allowed_hosts`.
+fn host_policy(config: &ServerConfig, tls: bool) -> http::HostPolicy {
+    let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+    let names = [config.name.clone(), hostname]
+        .into_iter()
+        .chain(config.allowed_hosts.iter().cloned());
+    http::HostPolicy::new(config.bind, tls, names)
+}
+
+/// Raises the soft limit on open files to the hard limit, so a busy server
+/// runs out of descriptors as late as the system allows.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
+            return;
+        }
+        if limit.rlim_cur >= limit.rlim_max {
+            return;
+        }
+        let old = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open-file limit");
+            return;
+        }
+        tracing::debug!(
+            from = old,
+            to = limit.rlim_max,
+            "raised the open-file limit"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::api::{SessionInfo, SessionStatus, ACTIVE_WINDOW_SECS};
+use crate::api::{SessionInfo, SessionStatus};
 
 /// Separates fields in `list-sessions -F` output; it cannot occur in a
 /// session name, a number or a command name.
@@ -32,6 +32,9 @@ pub fn list_command() -> Vec<String> {
         "#{session_attached}",
         "#{session_windows}",
         "#{pane_current_command}",
+        "#{pane_dead}",
+        "#{pane_dead_status}",
+        // Last: the only field that may hold the separator.
         "#{pane_current_path}",
     ];
     vec![
@@ -53,8 +56,8 @@ pub fn parse_sessions(
     let mut sessions: Vec<SessionInfo> = text
         .lines()
         .filter_map(|line| {
-            let f: Vec<&str> = line.splitn(8, SEP).collect();
-            if f.len() != 8 {
+            let f: Vec<&str> = line.splitn(10, SEP).collect();
+            if f.len() != 10 {
                 return None;
             }
             let time = |s: &str| {
@@ -68,13 +71,7 @@ pub fn parse_sessions(
             let output_activity = time(f[3]).unwrap_or(session_activity);
             let last_activity = session_activity.max(output_activity);
             let attached: u32 = f[4].parse().ok()?;
-            let status = if attached > 0 {
-                SessionStatus::Attached
-            } else if (now - output_activity).num_seconds() < ACTIVE_WINDOW_SECS {
-                SessionStatus::Active
-            } else {
-                SessionStatus::Idle
-            };
+            let status = SessionStatus::of(attached, output_activity, now);
             Some(SessionInfo {
                 name: f[0].to_string(),
                 shed: shed.to_string(),
@@ -85,13 +82,51 @@ pub fn parse_sessions(
                 attached,
                 windows: f[5].parse().ok()?,
                 current_command: f[6].to_string(),
-                cwd: f[7].to_string(),
+                cwd: f[9].to_string(),
                 status,
+                exited: f[7] == "1",
+                exit_status: (f[7] == "1").then(|| f[8].parse().ok()).flatten(),
+                source: crate::api::SessionSource::Exec,
             })
         })
         .collect();
     sessions.sort_by(|a, b| a.name.cmp(&b.name));
     sessions
+}
+
+/// `text` as one tmux argument that tmux passes on unchanged.
+///
+/// tmux's argv parser (`cmd_parse_from_arguments`, 3.3a) takes an argument
+/// ending in `;` as a command separator and strips the `;`, and turns a
+/// trailing `\;` into `;`. A backslash before the final `;` makes both come
+/// back as given: `a;` is sent as `a\;`, `a\;` as `a\\;`.
+pub fn literal_arg(text: &str) -> String {
+    match text.strip_suffix(';') {
+        Some(head) => format!("{head}\\;"),
+        None => text.to_string(),
+    }
+}
+
+/// `text` as a tmux argument that tmux also expands as a format (such as
+/// `new-session -c`), so `#{...}` and `#(...)` stay text instead of becoming
+/// a lookup or a shell command. tmux 3.3a reads `##` as `#`, except in a run
+/// of `#` followed by `[` (a style), which it leaves alone: such runs are kept,
+/// every other `#` is doubled.
+pub fn literal_format_arg(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut hashes = 0;
+    for c in text.chars() {
+        if c == '#' {
+            hashes += 1;
+            continue;
+        }
+        let run = if c == '[' { hashes } else { 2 * hashes };
+        out.extend(std::iter::repeat_n('#', run));
+        hashes = 0;
+        out.push(c);
+    }
+    out.extend(std::iter::repeat_n('#', 2 * hashes));
+    literal_arg(&out)
 }
 
 /// How a failed tmux command failed.
@@ -151,6 +186,17 @@ mod tests {
     }
 
     #[test]
+    fn literal_args_protect_a_trailing_semicolon() {
+        assert_eq!(literal_arg("a"), "a");
+        assert_eq!(literal_arg("a;b"), "a;b");
+        assert_eq!(literal_arg(";"), "\\;");
+        assert_eq!(literal_arg("end;"), "end\\;");
+        assert_eq!(literal_arg("end\\;"), "end\\\\;");
+        assert_eq!(literal_format_arg("/#{x}#(y);"), "/##{x}##(y)\\;");
+        assert_eq!(literal_format_arg("a#[b##[c#"), "a#[b##[c##");
+    }
+
+    #[test]
     fn targets_are_exact() {
         assert_eq!(session_target("debug"), "=debug");
         assert_eq!(pane_target("debug"), "=debug:");
@@ -168,6 +214,8 @@ mod tests {
                 "0",
                 "2",
                 "claude",
+                "0",
+                "",
                 "/workspace/my|dir",
             ]),
             line(&[
@@ -178,10 +226,12 @@ mod tests {
                 "1",
                 "1",
                 "bash",
+                "0",
+                "",
                 "/workspace",
             ]),
             line(&[
-                "idle", "1000000", "1000000", "1000000", "0", "1", "bash", "/",
+                "idle", "1000000", "1000000", "1000000", "0", "1", "bash", "1", "127", "/",
             ]),
             "garbage".to_string(),
         ]
@@ -193,6 +243,9 @@ mod tests {
         assert_eq!(sessions[0].idle_seconds, 50);
         assert_eq!(sessions[1].status, SessionStatus::Idle);
         assert_eq!(sessions[1].idle_seconds, 100);
+        assert!(sessions[1].exited && !sessions[0].exited && !sessions[2].exited);
+        assert_eq!(sessions[1].exit_status, Some(127));
+        assert_eq!(sessions[0].exit_status, None);
         assert_eq!(sessions[2].status, SessionStatus::Active);
         assert_eq!(sessions[2].current_command, "claude");
         assert_eq!(sessions[2].cwd, "/workspace/my|dir");

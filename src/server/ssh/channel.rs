@@ -1,37 +1,77 @@
-//! One SSH session channel: collect the setup requests, then run a Docker
-//! exec and pump bytes both ways until either side ends.
+//! One SSH channel's task. russh callbacks arrive here as owned
+//! [`Event`]s; the task decides each one and answers `channel_success` or
+//! `channel_failure` through the event's reply, then runs the process over
+//! the [`InteractiveExec`] seam and pumps bytes both ways until either side
+//! ends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use russh::server::{Handle, Msg};
-use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::api::validate_shed_name;
 use crate::server::backend::BackendError;
-use crate::server::docker::{DockerBackend, ExecRequest, InteractiveExec};
+use crate::server::exec::{ExecRequest, ExecSession, InteractiveExec, OutputChunk, TtySize};
 
 /// How long a login waits for a stopped shed to come up.
 const START_WAIT: Duration = Duration::from_secs(10);
 /// How long a hung-up process gets between SIGHUP and SIGKILL.
-const HANGUP_GRACE: Duration = Duration::from_secs(2);
+pub(super) const HANGUP_GRACE: Duration = Duration::from_secs(2);
+/// Requests queued for one channel before the connection waits; a client
+/// gets an answer to each before its next packet is read, so one suffices.
+pub(super) const EVENT_QUEUE: usize = 4;
+
+/// A channel request, owned, as the russh handler received it.
+#[derive(Debug, Clone)]
+pub(super) enum Request {
+    /// `pty-req`.
+    Pty {
+        /// `TERM`.
+        term: String,
+        /// The size.
+        size: TtySize,
+    },
+    /// `shell`.
+    Shell,
+    /// `exec` with its command line.
+    Exec(String),
+    /// `env`; the client's environment is never passed on.
+    Env,
+    /// `window-change`.
+    WindowChange(TtySize),
+    /// `signal`.
+    Signal(Sig),
+    /// `subsystem` (sftp, ...).
+    Subsystem(String),
+    /// `x11-req`.
+    X11,
+}
+
+/// A request and where its answer goes: `true` for `channel_success`.
+pub(super) struct Event {
+    /// The request.
+    pub request: Request,
+    /// The decision.
+    pub reply: oneshot::Sender<bool>,
+}
 
 /// What the channel task needs.
 pub(super) struct ChannelContext {
-    pub backend: Arc<DockerBackend>,
+    pub exec: Arc<dyn InteractiveExec>,
     pub shed: String,
     pub session: Handle,
+    pub events: mpsc::Receiver<Event>,
 }
 
 /// The pty the client asked for.
 #[derive(Debug, Clone)]
 struct Pty {
     term: String,
-    cols: u16,
-    rows: u16,
+    size: TtySize,
 }
 
 /// How the session ended, as far as the client is concerned.
@@ -42,8 +82,21 @@ enum Ending {
     ClientGone,
 }
 
-fn clamp(value: u32) -> u16 {
-    value.clamp(1, u16::MAX as u32) as u16
+/// A window size from the protocol's u32s, within what a TTY can have.
+pub(super) fn size(cols: u32, rows: u32) -> TtySize {
+    let clamp = |v: u32| v.clamp(1, u16::MAX as u32) as u16;
+    TtySize {
+        cols: clamp(cols),
+        rows: clamp(rows),
+    }
+}
+
+/// The next event, or never once the handler has forgotten the channel.
+async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
+    match events.recv().await {
+        Some(event) => event,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs one session channel to completion.
@@ -51,38 +104,43 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
     let id = channel.id();
     let (mut reader, writer) = channel.split();
     let writer = Arc::new(writer);
+    let ChannelContext {
+        exec: backend,
+        shed,
+        session,
+        mut events,
+    } = ctx;
 
+    // Setup: requests until shell or exec; the client's data waits in the reader.
     let mut pty: Option<Pty> = None;
     let command = loop {
-        match reader.wait().await {
-            Some(ChannelMsg::RequestPty {
-                term,
-                col_width,
-                row_height,
-                ..
-            }) => {
-                pty = Some(Pty {
-                    term,
-                    cols: clamp(col_width),
-                    rows: clamp(row_height),
-                })
-            }
-            Some(ChannelMsg::WindowChange {
-                col_width,
-                row_height,
-                ..
-            }) => {
-                if let Some(p) = pty.as_mut() {
-                    p.cols = clamp(col_width);
-                    p.rows = clamp(row_height);
+        tokio::select! {
+            event = next_event(&mut events) => {
+                let (ok, start) = match event.request {
+                    Request::Pty { term, size } => {
+                        pty = Some(Pty { term, size });
+                        (true, None)
+                    }
+                    Request::WindowChange(size) => match pty.as_mut() {
+                        Some(p) => {
+                            p.size = size;
+                            (true, None)
+                        }
+                        None => (false, None),
+                    },
+                    Request::Shell => (true, Some(None)),
+                    Request::Exec(command) => (true, Some(Some(command))),
+                    other => (refuse(&other), None),
+                };
+                let _ = event.reply.send(ok);
+                if let Some(command) = start {
+                    break command;
                 }
             }
-            Some(ChannelMsg::RequestShell { .. }) => break None,
-            Some(ChannelMsg::Exec { command, .. }) => {
-                break Some(String::from_utf8_lossy(&command).into_owned())
-            }
-            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return,
-            Some(_) => {}
+            msg = reader.wait() => match msg {
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return,
+                Some(_) => {}
+            },
         }
     };
 
@@ -97,21 +155,6 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
         }
     };
 
-    let shed = ctx.shed.clone();
-    if let Err(e) = validate_shed_name(&shed) {
-        return fail(format!("invalid shed name {shed:?}: {e}")).await;
-    }
-    match ctx.backend.ensure_running(&shed, START_WAIT).await {
-        Ok(()) => {}
-        Err(BackendError::ShedNotFound(_)) => {
-            return fail(format!("no shed named {shed:?} on this server")).await
-        }
-        Err(e) => {
-            tracing::error!(shed, error = %e, "ssh: cannot start shed");
-            return fail(format!("cannot start shed {shed:?}; see the server log")).await;
-        }
-    }
-
     let mut env = vec![format!("SHED_NAME={shed}")];
     if let Some(p) = &pty {
         env.push(format!("TERM={}", p.term));
@@ -125,147 +168,220 @@ pub(super) async fn run(channel: Channel<Msg>, ctx: ChannelContext) {
             "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi".into(),
         ],
     };
-    let cmd = if pty.is_some() {
-        wait_for_size(cmd)
-    } else {
-        cmd
+    let starting = async {
+        if let Err(e) = validate_shed_name(&shed) {
+            return Err(format!("invalid shed name {shed:?}: {e}"));
+        }
+        match backend.ensure_running(&shed, START_WAIT).await {
+            Ok(()) => {}
+            Err(BackendError::ShedNotFound(_)) => {
+                return Err(format!("no shed named {shed:?} on this server"))
+            }
+            Err(e) => {
+                tracing::error!(shed, error = ?e.to_string(), "ssh: cannot start shed");
+                return Err(format!("cannot start shed {shed:?}; see the server log"));
+            }
+        }
+        let request = ExecRequest {
+            cmd,
+            env,
+            tty: pty.as_ref().map(|p| p.size),
+            user: None,
+        };
+        backend.start(&shed, request).await.map_err(|e| {
+            tracing::error!(shed, error = ?e.to_string(), "ssh: exec failed");
+            format!("cannot run in shed {shed:?}; see the server log")
+        })
     };
-    let request = ExecRequest {
-        cmd,
-        env,
-        tty: pty.is_some(),
+    // Starting a shed can take seconds: requests meanwhile are answered
+    // (the connection waits for each answer), and a resize is kept for later.
+    tokio::pin!(starting);
+    let mut resized: Option<TtySize> = None;
+    let started = loop {
+        tokio::select! {
+            started = &mut starting => break started,
+            event = next_event(&mut events) => {
+                let ok = match &event.request {
+                    Request::WindowChange(size) if pty.is_some() => {
+                        resized = Some(*size);
+                        true
+                    }
+                    other => refuse(other),
+                };
+                let _ = event.reply.send(ok);
+            }
+        }
     };
-    let exec = match ctx.backend.start_exec(&shed, request).await {
+    let exec = match started {
         Ok(exec) => exec,
-        Err(e) => {
-            tracing::error!(shed, error = %e, "ssh: exec failed");
-            return fail(format!("cannot run in shed {shed:?}; see the server log")).await;
+        Err(message) => {
+            // No answer may be awaited while the client is written to.
+            drop(events);
+            return fail(message).await;
         }
     };
     let exec_id = exec.id.clone();
-    if let Some(p) = &pty {
-        if let Err(e) = ctx.backend.resize_exec(&exec_id, p.cols, p.rows).await {
-            tracing::debug!(error = %e, "initial resize failed");
+    if let Some(size) = resized {
+        if let Err(e) = backend.resize(&exec_id, size).await {
+            tracing::debug!(error = %e, "resize failed");
         }
     }
 
-    match pump(&mut reader, writer.clone(), exec, &ctx.backend, &shed, true).await {
-        Ending::ClientGone => hang_up(&ctx.backend, &shed, &exec_id).await,
-        Ending::OutputClosed => {
-            let code = ctx.backend.wait_exec_exit(&exec_id).await;
-            match code.and_then(signal_of_exit_code) {
-                Some(signal) => {
-                    let _ = ctx
-                        .session
-                        .exit_signal_request(id, signal, false, String::new(), String::new())
-                        .await;
-                }
-                None => {
-                    let status = code.unwrap_or(255).clamp(0, 255) as u32;
-                    let _ = writer.exit_status(status).await;
+    let pumped = Pump {
+        backend: &*backend,
+        shed: &shed,
+        tty: pty.is_some(),
+        stderr_to_client: true,
+    };
+    let ending = pumped
+        .run(&mut reader, writer.clone(), exec, Some(&mut events))
+        .await;
+    drop(events);
+    match ending {
+        Ending::ClientGone => hang_up(&*backend, &shed, &exec_id).await,
+        Ending::OutputClosed => report_exit(&*backend, &session, id, &writer, &exec_id).await,
+    }
+}
+
+/// Tells the client how the process ended, as sshd would, and closes.
+async fn report_exit(
+    backend: &dyn InteractiveExec,
+    session: &Handle,
+    id: ChannelId,
+    writer: &ChannelWriteHalf<Msg>,
+    exec_id: &str,
+) {
+    let code = backend.wait_exit(exec_id).await;
+    match code.and_then(signal_of_exit_code) {
+        Some(signal) => {
+            let _ = session
+                .exit_signal_request(id, signal, false, String::new(), String::new())
+                .await;
+        }
+        None => {
+            let status = code.unwrap_or(255).clamp(0, 255) as u32;
+            let _ = writer.exit_status(status).await;
+        }
+    }
+    let _ = writer.eof().await;
+    let _ = writer.close().await;
+}
+
+/// The answer to a request no state of the channel honours: `false`.
+fn refuse(request: &Request) -> bool {
+    match request {
+        Request::Subsystem(name) => tracing::debug!(subsystem = ?name, "ssh subsystem refused"),
+        // The client's locale may not exist in the shed, and tmux refuses
+        // to start on a broken one, so client environment is not passed on.
+        Request::Env => {}
+        other => tracing::debug!(request = ?other, "ssh channel request refused"),
+    }
+    false
+}
+
+/// Relays bytes between a channel and a process until one side ends.
+struct Pump<'a> {
+    backend: &'a dyn InteractiveExec,
+    shed: &'a str,
+    /// Whether the process has a TTY, so resizes mean something.
+    tty: bool,
+    /// Whether stderr goes to the client as extended data, or only to the log.
+    stderr_to_client: bool,
+}
+
+impl Pump<'_> {
+    /// Process output to the client; client data, EOF, resizes and signals
+    /// to the process; requests answered on the way.
+    async fn run(
+        &self,
+        reader: &mut ChannelReadHalf,
+        writer: Arc<ChannelWriteHalf<Msg>>,
+        exec: ExecSession,
+        mut events: Option<&mut mpsc::Receiver<Event>>,
+    ) -> Ending {
+        let ExecSession {
+            id: exec_id,
+            mut output,
+            mut input,
+        } = exec;
+        let stderr_to_client = self.stderr_to_client;
+        // Ends with the process's output (Ending::OutputClosed) or, when
+        // the client can no longer take data, with Ending::ClientGone.
+        let mut pump_out = tokio::spawn(async move {
+            while let Some(chunk) = output.next().await {
+                let sent = match chunk {
+                    Ok(OutputChunk::Stderr(message)) if stderr_to_client => {
+                        writer.extended_data_bytes(1, message).await
+                    }
+                    Ok(OutputChunk::Stderr(message)) => {
+                        tracing::debug!(stderr = ?String::from_utf8_lossy(&message).trim(), "exec stderr");
+                        Ok(())
+                    }
+                    Ok(OutputChunk::Stdout(message)) => writer.data_bytes(message).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "exec output stream ended with an error");
+                        break;
+                    }
+                };
+                if sent.is_err() {
+                    return Ending::ClientGone;
                 }
             }
-            let _ = writer.eof().await;
-            let _ = writer.close().await;
-        }
-    }
-}
+            Ending::OutputClosed
+        });
 
-/// Docker creates an exec's pty at 0x0 and the size can only be set once
-/// the process runs, so a program could read 0x0 at start-up (tmux then
-/// falls back to 80x24) and miss the resize. This prelude waits, at most a
-/// second, for the size to arrive before starting `cmd`.
-fn wait_for_size(cmd: Vec<String>) -> Vec<String> {
-    const PRELUDE: &str = r#"i=0
-while [ "$(stty size 2>/dev/null)" = "0 0" ] && [ $i -lt 50 ]; do sleep 0.02; i=$((i + 1)); done
-exec "$@""#;
-    let mut wrapped = vec![
-        "/bin/sh".to_string(),
-        "-c".into(),
-        PRELUDE.into(),
-        "sh".into(),
-    ];
-    wrapped.extend(cmd);
-    wrapped
-}
-
-/// Relays bytes between a channel and an exec until one side ends: exec
-/// output to the client (stderr as extended data, or dropped when
-/// `stderr_to_client` is false), client data, EOF, resizes and signals to
-/// the exec.
-async fn pump(
-    reader: &mut ChannelReadHalf,
-    writer: Arc<ChannelWriteHalf<Msg>>,
-    exec: InteractiveExec,
-    backend: &DockerBackend,
-    shed: &str,
-    stderr_to_client: bool,
-) -> Ending {
-    let InteractiveExec {
-        id: exec_id,
-        mut output,
-        mut input,
-    } = exec;
-    // Ends with the exec's output (Ending::OutputClosed) or, when the
-    // client can no longer take data, with Ending::ClientGone.
-    let mut pump_out = tokio::spawn(async move {
-        while let Some(chunk) = output.next().await {
-            let sent = match chunk {
-                Ok(LogOutput::StdErr { message }) if stderr_to_client => {
-                    writer.extended_data_bytes(1, message).await
-                }
-                Ok(LogOutput::StdErr { message }) => {
-                    tracing::debug!(stderr = %String::from_utf8_lossy(&message).trim(), "exec stderr");
-                    Ok(())
-                }
-                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                    writer.data_bytes(message).await
-                }
-                Ok(LogOutput::StdIn { .. }) => Ok(()),
-                Err(e) => {
-                    tracing::debug!(error = %e, "exec output stream ended with an error");
-                    break;
+        let ending = loop {
+            let event = async {
+                match events.as_deref_mut() {
+                    Some(events) => next_event(events).await,
+                    None => std::future::pending().await,
                 }
             };
-            if sent.is_err() {
-                return Ending::ClientGone;
+            tokio::select! {
+                ended = &mut pump_out => break ended.unwrap_or(Ending::ClientGone),
+                event = event => {
+                    let signal = match &event.request {
+                        Request::WindowChange(size) if self.tty => {
+                            let _ = event.reply.send(true);
+                            if let Err(e) = self.backend.resize(&exec_id, *size).await {
+                                tracing::debug!(error = %e, "resize failed");
+                            }
+                            continue;
+                        }
+                        Request::Signal(signal) => signal_name(signal),
+                        other => {
+                            let _ = event.reply.send(refuse(other));
+                            continue;
+                        }
+                    };
+                    let deliverable = signal.bytes().all(|b| b.is_ascii_alphanumeric());
+                    let _ = event.reply.send(deliverable);
+                    if deliverable {
+                        if let Err(e) = self.backend.signal(self.shed, &exec_id, &signal).await {
+                            tracing::warn!(shed = self.shed, error = ?e.to_string(), "forwarding a signal failed");
+                        }
+                    }
+                }
+                msg = reader.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        if input.write_all(&data).await.is_err() {
+                            tracing::debug!("exec stdin closed");
+                        }
+                        let _ = input.flush().await;
+                    }
+                    Some(ChannelMsg::Eof) => {
+                        let _ = input.shutdown().await;
+                    }
+                    Some(ChannelMsg::Close) | None => break Ending::ClientGone,
+                    Some(_) => {}
+                }
             }
+        };
+        if matches!(ending, Ending::ClientGone) {
+            pump_out.abort();
         }
-        Ending::OutputClosed
-    });
-
-    let ending = loop {
-        tokio::select! {
-            ended = &mut pump_out => break ended.unwrap_or(Ending::ClientGone),
-            msg = reader.wait() => match msg {
-                Some(ChannelMsg::Data { data }) => {
-                    if input.write_all(&data).await.is_err() {
-                        tracing::debug!("exec stdin closed");
-                    }
-                    let _ = input.flush().await;
-                }
-                Some(ChannelMsg::Eof) => {
-                    let _ = input.shutdown().await;
-                }
-                Some(ChannelMsg::WindowChange { col_width, row_height, .. }) => {
-                    if let Err(e) = backend.resize_exec(&exec_id, clamp(col_width), clamp(row_height)).await {
-                        tracing::debug!(error = %e, "resize failed");
-                    }
-                }
-                Some(ChannelMsg::Signal { signal }) => {
-                    if let Err(e) = backend.signal_exec(shed, &exec_id, &signal_name(&signal)).await {
-                        tracing::warn!(shed, error = %e, "forwarding a signal failed");
-                    }
-                }
-                Some(ChannelMsg::Close) | None => break Ending::ClientGone,
-                Some(_) => {}
-            }
-        }
-    };
-    if matches!(ending, Ending::ClientGone) {
-        pump_out.abort();
+        ending
     }
-    ending
 }
 
 /// Connects stdin and stdout to 127.0.0.1:$1 inside the shed, with bash's
@@ -279,7 +395,7 @@ wait"#;
 /// reaches its server) to a port on the shed's loopback.
 pub(super) async fn forward(
     channel: Channel<Msg>,
-    backend: Arc<DockerBackend>,
+    backend: Arc<dyn InteractiveExec>,
     shed: String,
     port: u16,
 ) {
@@ -296,24 +412,31 @@ pub(super) async fn forward(
                     port.to_string(),
                 ],
                 env: Vec::new(),
-                tty: false,
+                tty: None,
+                user: None,
             };
-            backend.start_exec(&shed, request).await
+            backend.start(&shed, request).await
         }
         Err(e) => Err(e),
     };
     let exec = match started {
         Ok(exec) => exec,
         Err(e) => {
-            tracing::warn!(shed, port, error = %e, "ssh: port forward failed");
+            tracing::warn!(shed, port, error = ?e.to_string(), "ssh: port forward failed");
             let _ = writer.eof().await;
             let _ = writer.close().await;
             return;
         }
     };
     let exec_id = exec.id.clone();
-    match pump(&mut reader, writer.clone(), exec, &backend, &shed, false).await {
-        Ending::ClientGone => hang_up(&backend, &shed, &exec_id).await,
+    let pumped = Pump {
+        backend: &*backend,
+        shed: &shed,
+        tty: false,
+        stderr_to_client: false,
+    };
+    match pumped.run(&mut reader, writer.clone(), exec, None).await {
+        Ending::ClientGone => hang_up(&*backend, &shed, &exec_id).await,
         Ending::OutputClosed => {
             let _ = writer.eof().await;
             let _ = writer.close().await;
@@ -324,20 +447,20 @@ pub(super) async fn forward(
 /// The client left: hang up on the process like a closing terminal would,
 /// then kill it if it lingers. What runs inside tmux is its own session and
 /// is not touched.
-async fn hang_up(backend: &DockerBackend, shed: &str, exec_id: &str) {
-    if let Err(e) = backend.signal_exec(shed, exec_id, "HUP").await {
-        tracing::warn!(shed, error = %e, "hanging up the exec failed");
+async fn hang_up(backend: &dyn InteractiveExec, shed: &str, exec_id: &str) {
+    if let Err(e) = backend.signal(shed, exec_id, "HUP").await {
+        tracing::warn!(shed, error = ?e.to_string(), "hanging up the exec failed");
         return;
     }
     let deadline = tokio::time::Instant::now() + HANGUP_GRACE;
     while tokio::time::Instant::now() < deadline {
-        if !matches!(backend.exec_exit_code(exec_id).await, Ok(None)) {
+        if !matches!(backend.exit_code(exec_id).await, Ok(None)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if let Err(e) = backend.signal_exec(shed, exec_id, "KILL").await {
-        tracing::warn!(shed, error = %e, "killing the exec failed");
+    if let Err(e) = backend.signal(shed, exec_id, "KILL").await {
+        tracing::warn!(shed, error = ?e.to_string(), "killing the exec failed");
     }
 }
 

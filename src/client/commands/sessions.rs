@@ -5,26 +5,28 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use chrono::Utc;
-use futures_util::future::join_all;
 
-use crate::api::{validate_session_name, CreateSessionRequest, SendInputRequest, SessionInfo};
+use super::{
+    all_failed, ask_all, check_session_name, check_shed_name, outcome, session_hint, Ctx, Outcome,
+    ServerFailure,
+};
+use crate::api::{CreateSessionRequest, ErrorCode, SendInputRequest, SessionInfo};
+use crate::client::api_client::{ApiClient, ClientError};
 use crate::client::cli::SessionsCommand;
-use crate::client::commands::{check_shed_name, warn, Ctx, Outcome, ServerFailure};
-use crate::client::output::{one_line, relative_time, table};
+use crate::client::output::{clean, one_line, relative_time, table, warn};
 use crate::client::ssh::Tty;
 
 /// How long `shed sessions --all` waits for any one server.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often `peek --follow` polls.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(1000);
-
-fn check_session(name: &str) -> anyhow::Result<()> {
-    validate_session_name(name).map_err(|e| anyhow!("invalid session name {name:?}: {e}"))
-}
+/// Lines `peek --follow` fetches at each poll (at least): enough overlap
+/// with the last fetch that a burst of output between polls is not lost.
+const FOLLOW_WINDOW: usize = 200;
 
 impl Ctx {
     /// `shed sessions [SHED] [--all] [--json]`.
-    pub(crate) async fn list_sessions(
+    pub(super) async fn list_sessions(
         &self,
         shed: Option<&str>,
         all: bool,
@@ -37,57 +39,46 @@ impl Ctx {
             if all {
                 bail!("give a SHED or --all, not both");
             }
-            let (client, _) = self.find_shed(shed).await?;
+            let (client, _) = self.running_shed(shed).await?;
             sessions = with_server(client.list_sessions(shed).await?, client.server());
         } else {
             let clients = if all {
-                self.all_clients()
+                self.all_clients()?
             } else {
                 vec![self.selected()?]
             };
-            if clients.is_empty() {
-                bail!("no servers configured; add one with `shed server add HOST`");
-            }
             servers_asked = clients.len();
-            let answers = join_all(
-                clients
-                    .iter()
-                    .map(|c| tokio::time::timeout(SERVER_TIMEOUT, c.all_sessions())),
-            )
-            .await;
-            for (client, answer) in clients.iter().zip(answers) {
-                let server = client.server().to_string();
-                match answer {
-                    Ok(Ok(all)) => {
-                        sessions.extend(with_server(all.sessions, &server));
-                        failures.extend(all.warnings.into_iter().map(|w| ServerFailure {
-                            server: server.clone(),
-                            shed: Some(w.shed),
-                            message: one_line(&w.message),
-                        }));
-                    }
-                    Ok(Err(e)) => failures.push(ServerFailure {
-                        server,
-                        shed: None,
-                        message: one_line(&e.to_string()),
-                    }),
-                    Err(_) => failures.push(ServerFailure {
-                        message: format!(
-                            "server {server:?} ({}) did not answer within {}s",
-                            client.base_url(),
-                            SERVER_TIMEOUT.as_secs()
-                        ),
-                        server,
-                        shed: None,
-                    }),
+            let answers = ask_all(&clients, |client| async move {
+                match tokio::time::timeout(SERVER_TIMEOUT, client.all_sessions()).await {
+                    Ok(answer) => answer.map_err(anyhow::Error::from),
+                    Err(_) => Err(anyhow!(
+                        "server {:?} ({}) did not answer within {}s",
+                        client.server(),
+                        client.base_url(),
+                        SERVER_TIMEOUT.as_secs()
+                    )),
                 }
+            })
+            .await;
+            for (client, all) in answers.ok {
+                let server = client.server().to_string();
+                sessions.extend(with_server(all.sessions, &server));
+                failures.extend(all.warnings.into_iter().map(|w| ServerFailure {
+                    server: server.clone(),
+                    shed: Some(w.shed),
+                    message: one_line(&w.message),
+                }));
             }
+            failures.extend(
+                answers
+                    .failed
+                    .iter()
+                    .map(|(client, e)| ServerFailure::server(client, e)),
+            );
+            // In the order of the config, as the servers were asked.
+            failures.sort_by(|a, b| a.server.cmp(&b.server));
         }
-        let whole_servers_failed = failures.iter().filter(|f| f.shed.is_none()).count();
-        if whole_servers_failed == servers_asked && whole_servers_failed > 0 {
-            let messages: Vec<&str> = failures.iter().map(|f| f.message.as_str()).collect();
-            bail!("{}", messages.join("; "));
-        }
+        all_failed(&failures, servers_asked)?;
         sessions.sort_by(|a, b| (&a.server, &a.shed, &a.name).cmp(&(&b.server, &b.shed, &b.name)));
         if json {
             let out = serde_json::json!({"sessions": sessions, "errors": failures});
@@ -108,20 +99,20 @@ impl Ctx {
                 print_sessions(&sessions);
             }
         }
-        Ok(if failures.is_empty() {
-            Outcome::Success
-        } else {
-            Outcome::Partial
-        })
+        Ok(outcome(&failures))
     }
 
     /// `shed sessions kill|new|peek|send`.
-    pub(crate) async fn session_action(&self, action: SessionsCommand) -> anyhow::Result<Outcome> {
+    pub(super) async fn session_action(&self, action: SessionsCommand) -> anyhow::Result<Outcome> {
         match action {
             SessionsCommand::Kill { shed, session } => {
-                check_session(&session)?;
-                let (client, _) = self.find_shed(&shed).await?;
-                client.kill_session(&shed, &session).await?;
+                check_session_name(&session)?;
+                let (client, _) = self.running_shed(&shed).await?;
+                client
+                    .kill_session(&shed, &session)
+                    .await
+                    .or_hint(&client, &shed, &session)
+                    .await?;
                 println!(
                     "Killed session {session} in shed {shed} on {}",
                     client.server()
@@ -133,8 +124,8 @@ impl Ctx {
                 cwd,
                 command,
             } => {
-                check_session(&session)?;
-                let (client, _) = self.find_shed(&shed).await?;
+                check_session_name(&session)?;
+                let (client, _) = self.running_shed(&shed).await?;
                 let request = CreateSessionRequest {
                     name: session.clone(),
                     command: (!command.is_empty()).then(|| shell_words::join(&command)),
@@ -142,11 +133,14 @@ impl Ctx {
                     env: None,
                 };
                 let created = client.create_session(&shed, &request).await?;
+                if created.exited {
+                    return Err(exited_at_once(&client, &shed, &created).await);
+                }
                 println!(
                     "Started session {} in shed {shed} on {} ({}). Attach with: shed attach {shed} -S {}",
                     created.name,
                     client.server(),
-                    if created.current_command.is_empty() { "finished" } else { &created.current_command },
+                    if created.current_command.is_empty() { "finished".into() } else { clean(&created.current_command) },
                     created.name
                 );
             }
@@ -156,24 +150,44 @@ impl Ctx {
                 lines,
                 follow,
             } => {
-                check_session(&session)?;
+                check_session_name(&session)?;
                 if lines == 0 {
                     bail!("-n must be at least 1");
                 }
-                let (client, _) = self.find_shed(&shed).await?;
-                let first = client.session_output(&shed, &session, lines).await?;
-                let mut shown: Vec<String> = first.output.lines().map(String::from).collect();
-                print_lines(&shown);
-                if follow {
-                    loop {
-                        tokio::time::sleep(FOLLOW_INTERVAL).await;
-                        let now = client
-                            .session_output(&shed, &session, lines.max(200))
-                            .await?;
-                        let current: Vec<String> = now.output.lines().map(String::from).collect();
-                        print_lines(new_lines(&shown, &current));
-                        shown = current;
+                let (client, _) = self.running_shed(&shed).await?;
+                if !follow {
+                    let out = client
+                        .session_output(&shed, &session, lines)
+                        .await
+                        .or_hint(&client, &shed, &session)
+                        .await?;
+                    let shown: Vec<String> = out.output.lines().map(String::from).collect();
+                    print_lines(&shown);
+                    return Ok(Outcome::Success);
+                }
+                // Every fetch asks for the same window, so each one overlaps
+                // the last and only new lines print; only the first is cut
+                // down to what -n asked for.
+                let window = lines.max(FOLLOW_WINDOW);
+                let mut shown: Option<Vec<String>> = None;
+                loop {
+                    let now = match client.session_output(&shed, &session, window).await {
+                        Ok(now) => now,
+                        // Gone after it was seen: the end of the story, not an error.
+                        Err(e) if shown.is_some() && ended(&e).is_some() => {
+                            let why = ended(&e).unwrap_or("ended");
+                            println!("Session {session} in shed {shed} {why}.");
+                            return Ok(Outcome::Success);
+                        }
+                        Err(e) => return Err(with_hint(e, &client, &shed, &session).await),
+                    };
+                    let current: Vec<String> = now.output.lines().map(String::from).collect();
+                    match &shown {
+                        None => print_lines(&current[current.len().saturating_sub(lines)..]),
+                        Some(shown) => print_lines(new_lines(shown, &current)),
                     }
+                    shown = Some(current);
+                    tokio::time::sleep(FOLLOW_INTERVAL).await;
                 }
             }
             SessionsCommand::Send {
@@ -182,10 +196,12 @@ impl Ctx {
                 text,
                 enter,
             } => {
-                check_session(&session)?;
-                let (client, _) = self.find_shed(&shed).await?;
+                check_session_name(&session)?;
+                let (client, _) = self.running_shed(&shed).await?;
                 client
                     .send_input(&shed, &session, &SendInputRequest { text, enter })
+                    .await
+                    .or_hint(&client, &shed, &session)
                     .await?;
             }
         }
@@ -193,15 +209,15 @@ impl Ctx {
     }
 
     /// `shed exec SHED --session S -- CMD...`: see [`session_exec_script`].
-    pub(crate) async fn exec_in_session(
+    pub(super) async fn exec_in_session(
         &self,
         shed: &str,
         session: &str,
         command: &[String],
     ) -> anyhow::Result<Outcome> {
         check_shed_name(shed)?;
-        check_session(session)?;
-        let (client, _) = self.find_shed(shed).await?;
+        check_session_name(session)?;
+        let (client, _) = self.running_shed(shed).await?;
         // A clear error before connecting; the script re-checks for races.
         client.get_session(shed, session).await?;
         let script = session_exec_script(session, &shell_words::join(command));
@@ -209,7 +225,38 @@ impl Ctx {
     }
 }
 
-fn with_server(sessions: Vec<SessionInfo>, server: &str) -> Vec<SessionInfo> {
+/// Adds a "did you mean" to a session-not-found error.
+trait OrHint<T> {
+    /// `self`, with the closest existing session named when the session
+    /// was not found.
+    async fn or_hint(self, client: &ApiClient, shed: &str, session: &str) -> anyhow::Result<T>;
+}
+
+impl<T> OrHint<T> for Result<T, ClientError> {
+    async fn or_hint(self, client: &ApiClient, shed: &str, session: &str) -> anyhow::Result<T> {
+        match self {
+            Ok(value) => Ok(value),
+            Err(e) => Err(with_hint(e, client, shed, session).await),
+        }
+    }
+}
+
+/// `error`, with the closest existing session named when it says the
+/// session was not found.
+async fn with_hint(
+    error: ClientError,
+    client: &ApiClient,
+    shed: &str,
+    session: &str,
+) -> anyhow::Error {
+    if error.code() == Some(ErrorCode::SessionNotFound) {
+        let hint = session_hint(client, shed, session).await;
+        return anyhow!("{error}{hint}");
+    }
+    error.into()
+}
+
+pub(super) fn with_server(sessions: Vec<SessionInfo>, server: &str) -> Vec<SessionInfo> {
     // Show the name `-s` accepts, not the server's own name for itself.
     sessions
         .into_iter()
@@ -220,7 +267,7 @@ fn with_server(sessions: Vec<SessionInfo>, server: &str) -> Vec<SessionInfo> {
         .collect()
 }
 
-fn print_sessions(sessions: &[SessionInfo]) {
+pub(super) fn print_sessions(sessions: &[SessionInfo]) {
     let now = Utc::now();
     let rows = sessions
         .iter()
@@ -229,7 +276,11 @@ fn print_sessions(sessions: &[SessionInfo]) {
                 s.server.clone(),
                 s.shed.clone(),
                 s.name.clone(),
-                s.status.to_string(),
+                match (s.exited, s.exit_status) {
+                    (true, Some(code)) => format!("exited {code}"),
+                    (true, None) => "exited".to_string(),
+                    (false, _) => s.status.to_string(),
+                },
                 if s.current_command.is_empty() {
                     "-".into()
                 } else {
@@ -254,10 +305,51 @@ fn print_sessions(sessions: &[SessionInfo]) {
     );
 }
 
+/// Lines of a pane shown when its command exited at once.
+const EXIT_TAIL_LINES: usize = 10;
+
+/// The error for a session whose command exited right after it started
+/// (not found, say): the pane's last lines on stderr, which usually say why,
+/// then what happened and what to do.
+async fn exited_at_once(client: &ApiClient, shed: &str, created: &SessionInfo) -> anyhow::Error {
+    let session = &created.name;
+    // tmux writes "Pane is dead" on the screen's last row, far below the
+    // command's own last words: fetch a screenful and drop the blank rows.
+    if let Ok(out) = client.session_output(shed, session, FOLLOW_WINDOW).await {
+        let said: Vec<&str> = out
+            .output
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        for line in &said[said.len().saturating_sub(EXIT_TAIL_LINES)..] {
+            eprintln!("  {}", clean(line));
+        }
+    }
+    let how = match created.exit_status {
+        Some(code) => format!("exited with status {code}"),
+        None => "ended".to_string(),
+    };
+    anyhow!(
+        "the command of session {session} in shed {shed} {how} right after it started; its pane is kept for `shed sessions peek {shed} {session}`, remove it with `shed sessions kill {shed} {session}`"
+    )
+}
+
+/// How a session that `peek --follow` was watching went away, when `error`
+/// says it did, as the end of "Session S in shed X ...".
+fn ended(error: &ClientError) -> Option<&'static str> {
+    match error.code()? {
+        ErrorCode::SessionNotFound => Some("ended"),
+        ErrorCode::ShedNotRunning => Some("ended: the shed was stopped"),
+        ErrorCode::ShedNotFound => Some("ended: the shed was deleted"),
+        _ => None,
+    }
+}
+
 fn print_lines(lines: &[String]) {
     let mut out = std::io::stdout().lock();
     for line in lines {
-        let _ = writeln!(out, "{line}");
+        // A pane's text comes from the server: show it, never obey it.
+        let _ = writeln!(out, "{}", clean(line));
     }
     let _ = out.flush();
 }
@@ -286,12 +378,18 @@ fn new_lines<'a>(shown: &[String], current: &'a [String]) -> &'a [String] {
 /// only after `tee` has finished, so once it exists the output file is
 /// complete, and `tail --pid` makes a last read before it stops. If the
 /// caller goes away (Ctrl-C closes the connection and the gateway hangs up),
-/// the window is killed too. Needs GNU coreutils' `tail` in the image.
+/// the window is killed too. Needs tmux, `mktemp`, `mv`, `tee`, `rm`,
+/// `sleep` and GNU coreutils' `tail` (for `--pid`) in the image; a missing
+/// one is named on stderr, with exit status 127, before anything runs.
 pub fn session_exec_script(session: &str, command: &str) -> String {
     let session = shell_words::quote(session);
     let command = shell_words::quote(command);
     format!(
         r#"s={session}; c={command}
+for t in tmux mktemp mv tee rm sleep tail; do
+  command -v "$t" >/dev/null 2>&1 || {{ echo "shed: exec --session needs '$t' in the shed, and it is not installed" >&2; exit 127; }}
+done
+tail --pid=1 -n 0 /dev/null >/dev/null 2>&1 || {{ echo "shed: exec --session needs GNU coreutils' tail (tail --pid) in the shed" >&2; exit 127; }}
 tmux has-session -t "=$s" 2>/dev/null || {{ echo "shed: no session named $s" >&2; exit 1; }}
 d=$(mktemp -d /tmp/shed-exec.XXXXXX) || exit 1
 : > "$d/out"

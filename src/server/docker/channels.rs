@@ -1,0 +1,523 @@
+//! One tmux control channel per running shed (see [`crate::server::control`]):
+//! a long-lived `docker exec` of `tmux -C` attached to the hidden session,
+//! opened at server start, on the API's own start and create, on a
+//! `shed.started` event and on demand; closed on the API's stop and delete,
+//! on `shed.stopped`, and when the shed is found not running. While the
+//! shed runs, a closed channel is reopened after [`Backoff`] delays; in the
+//! gaps (and when tmux refuses control mode) the exec path answers.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+use tokio::sync::{broadcast, watch};
+use tokio_util::io::StreamReader;
+
+use super::{DockerBackend, KILL_TIMEOUT};
+use crate::api::events::EventKind;
+use crate::api::ShedStatus;
+use crate::server::backend::BackendError;
+use crate::server::control::client::{
+    attach_args, ClientConfig, ClientState, ControlClient, ControlError,
+};
+use crate::server::control::model::{Change, Field, Model};
+use crate::server::control::Backoff;
+use crate::server::events::EventBus;
+use crate::server::exec::{ExecRequest, OutputChunk};
+
+/// Most channels open at once; sheds past it are served by exec. The
+/// registry holds an entry only while its channel's task runs, which ends
+/// when the shed stops or goes away, so it never grows per shed name.
+pub const MAX_CHANNELS: usize = 256;
+
+/// How long after a write through a channel its reads ask tmux instead of
+/// the model: tmux checks the subscription only once a second, so until
+/// then the model may not show the write yet.
+pub const FRESH_AFTER_WRITE: Duration = Duration::from_secs(2);
+
+/// The registry of channels, one per running shed.
+pub(super) struct Channels {
+    enabled: bool,
+    slots: StdMutex<HashMap<String, Arc<Slot>>>,
+    /// Set by [`DockerBackend::start_channels`]; without it no channel opens.
+    backend: OnceLock<Weak<DockerBackend>>,
+    events: OnceLock<Arc<EventBus>>,
+}
+
+/// One shed's channel: the connected client, if any, and its task's stop switch.
+struct Slot {
+    client: StdMutex<Option<Arc<ControlClient>>>,
+    last_write: StdMutex<Option<Instant>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Channels {
+    /// A registry that opens channels only when `enabled` (`control_mode`).
+    pub(super) fn new(enabled: bool) -> Channels {
+        Channels {
+            enabled,
+            slots: StdMutex::new(HashMap::new()),
+            backend: OnceLock::new(),
+            events: OnceLock::new(),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shed's connected client; opens a channel when there is none, for
+    /// later requests (this one goes by exec).
+    pub(super) fn client(&self, shed: &str) -> Option<Arc<ControlClient>> {
+        let slot = self.slots().get(shed).cloned();
+        match slot {
+            Some(slot) => {
+                let client = slot
+                    .client
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                client.filter(|c| c.state() == ClientState::Attached)
+            }
+            None => {
+                self.open(shed);
+                None
+            }
+        }
+    }
+
+    /// Whether a read of `shed` must ask tmux rather than trust the model.
+    pub(super) fn must_ask(&self, shed: &str) -> bool {
+        let Some(slot) = self.slots().get(shed).cloned() else {
+            return true;
+        };
+        let last = *slot.last_write.lock().unwrap_or_else(|e| e.into_inner());
+        last.is_some_and(|t| t.elapsed() < FRESH_AFTER_WRITE)
+    }
+
+    /// Notes a write through `shed`'s channel (see [`FRESH_AFTER_WRITE`]).
+    pub(super) fn wrote(&self, shed: &str) {
+        if let Some(slot) = self.slots().get(shed).cloned() {
+            *slot.last_write.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+    }
+
+    /// Starts the shed's channel task unless one runs or the registry is full.
+    pub(super) fn open(&self, shed: &str) {
+        if !self.enabled {
+            return;
+        }
+        let Some(backend) = self.backend.get().cloned() else {
+            return;
+        };
+        let slot = {
+            let mut slots = self.slots();
+            if slots.contains_key(shed) {
+                return;
+            }
+            if slots.len() >= MAX_CHANNELS {
+                tracing::warn!(
+                    shed,
+                    max = MAX_CHANNELS,
+                    "too many control channels; this shed's sessions go by exec"
+                );
+                return;
+            }
+            let slot = Arc::new(Slot {
+                client: StdMutex::new(None),
+                last_write: StdMutex::new(None),
+                stop: watch::channel(false).0,
+            });
+            slots.insert(shed.to_string(), slot.clone());
+            slot
+        };
+        let events = self.events.get().cloned();
+        tokio::spawn(supervise(backend, shed.to_string(), slot, events));
+    }
+
+    /// Stops the shed's channel, if any.
+    pub(super) fn close(&self, shed: &str) {
+        let slot = self.slots().remove(shed);
+        if let Some(slot) = slot {
+            let _ = slot.stop.send(true);
+        }
+    }
+
+    /// Takes `slot` out of the registry when its task ends, unless a newer
+    /// slot has replaced it.
+    fn forget(&self, shed: &str, slot: &Arc<Slot>) {
+        let mut slots = self.slots();
+        if slots.get(shed).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(shed);
+        }
+    }
+}
+
+impl DockerBackend {
+    /// Turns channels on (unless `control_mode` is off): opens one for every
+    /// running shed now, follows `shed.started` / `shed.stopped` on `events`,
+    /// and publishes session events from the channels' models there.
+    pub fn start_channels(self: &Arc<Self>, events: Arc<EventBus>) {
+        if !self.channels.enabled {
+            return;
+        }
+        let _ = self.channels.backend.set(Arc::downgrade(self));
+        let _ = self.channels.events.set(events.clone());
+        let backend = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let Some(this) = backend.upgrade() else {
+                return;
+            };
+            // Not connected at start: starting a connect here would make
+            // the first requests wait on it; they open channels on demand.
+            if this.connected().is_none() {
+                return;
+            }
+            match this.list_sheds().await {
+                Ok(sheds) => {
+                    for shed in sheds.iter().filter(|s| s.status == ShedStatus::Running) {
+                        this.channels.open(&shed.name);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "listing sheds for control channels"),
+            }
+        });
+        let backend = Arc::downgrade(self);
+        let (_, mut bus) = events.subscribe(None);
+        tokio::spawn(async move {
+            loop {
+                let event = match bus.recv().await {
+                    Ok(event) => event,
+                    // Missed events only delay a channel: requests open it on demand.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(this) = backend.upgrade() else {
+                    return;
+                };
+                match event.kind {
+                    EventKind::ShedStarted => this.channels.open(&event.shed),
+                    EventKind::ShedStopped => this.channels.close(&event.shed),
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    /// Starts `tmux -C` attached to the hidden session in the shed, as the
+    /// container user, and subscribes to the model. The exec's id is put in
+    /// `exec_id` as soon as it is known, so a hung one can be killed.
+    async fn connect_channel(
+        &self,
+        shed: &str,
+        exec_id: &mut Option<String>,
+    ) -> Result<ControlClient, ChannelError> {
+        let mut cmd = vec!["tmux".to_string()];
+        cmd.extend(attach_args());
+        let request = ExecRequest {
+            cmd,
+            env: Vec::new(),
+            tty: None,
+            user: None,
+        };
+        let exec = self.start_exec(shed, request).await?;
+        *exec_id = Some(exec.id.clone());
+        let stdout = exec.output.filter_map(|chunk| {
+            std::future::ready(match chunk {
+                Ok(OutputChunk::Stdout(bytes)) => Some(Ok(Cursor::new(bytes))),
+                // tmux -C writes nothing useful there; a failure shows as EOF.
+                Ok(OutputChunk::Stderr(_)) => None,
+                Err(e) => Some(Err(e)),
+            })
+        });
+        let client = ControlClient::start(
+            StreamReader::new(stdout),
+            exec.input,
+            ClientConfig::default(),
+        )
+        .await?;
+        // tmux older than 3.2 (or one refusing subscriptions) fails here;
+        // dropping the client detaches it.
+        client.subscribe().await?;
+        Ok(client)
+    }
+}
+
+/// Why a channel could not be opened.
+#[derive(Debug, thiserror::Error)]
+enum ChannelError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// Keeps one shed's channel open while the shed runs.
+async fn supervise(
+    backend: Weak<DockerBackend>,
+    shed: String,
+    slot: Arc<Slot>,
+    events: Option<Arc<EventBus>>,
+) {
+    let mut stop = slot.stop.subscribe();
+    let mut backoff = Backoff::new();
+    let mut previous: Option<Arc<Model>> = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let Some(this) = backend.upgrade() else {
+            break;
+        };
+        match this.require_running(&shed).await {
+            Ok(()) => {}
+            // Docker itself is away: keep trying while the shed may still run.
+            Err(BackendError::DockerUnavailable(_) | BackendError::Timeout(_)) => {}
+            Err(_) => {
+                this.channels.forget(&shed, &slot);
+                break;
+            }
+        }
+        let mut exec_id = None;
+        match this.connect_channel(&shed, &mut exec_id).await {
+            Ok(client) => {
+                let client = Arc::new(client);
+                if previous.is_none() {
+                    // The state at open is the baseline, taken before any
+                    // request can use the channel: a session made after it
+                    // is news even if the first subscription report (at most
+                    // a second later) already holds it.
+                    match client.snapshot().await {
+                        Ok(model) => previous = Some(Arc::new(model)),
+                        Err(e) => tracing::debug!(shed, error = %e, "control channel baseline"),
+                    }
+                }
+                backoff.reset();
+                tracing::debug!(shed, "control channel open");
+                *slot.client.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+                let server = this.server_name.clone();
+                drop(this);
+                follow(
+                    &client,
+                    &shed,
+                    &server,
+                    &mut previous,
+                    events.as_deref(),
+                    &mut stop,
+                )
+                .await;
+                *slot.client.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                client.shutdown().await;
+                tracing::debug!(shed, "control channel closed");
+            }
+            Err(e) => {
+                drop(this);
+                tracing::debug!(shed, error = %e, "control channel could not open");
+            }
+        }
+        // A tmux that hung (or ignores its closed stdin) must not stay
+        // behind in the shed, one per attempt.
+        if let (Some(id), Some(this)) = (exec_id, backend.upgrade()) {
+            let kill = this.signal_exec(&shed, &id, "KILL");
+            if let Ok(Err(e)) = tokio::time::timeout(KILL_TIMEOUT, kill).await {
+                tracing::debug!(shed, error = %e, "killing a closed control channel's exec");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    if let Some(this) = backend.upgrade() {
+        this.channels.forget(&shed, &slot);
+    }
+}
+
+/// Publishes the differences between successive models until the client
+/// closes or the channel is stopped.
+async fn follow(
+    client: &ControlClient,
+    shed: &str,
+    server: &str,
+    previous: &mut Option<Arc<Model>>,
+    events: Option<&EventBus>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut models = client.model();
+    loop {
+        let current = models.borrow_and_update().clone();
+        if let Some(model) = current {
+            if let (Some(bus), Some(old)) = (events, previous.as_deref()) {
+                publish(bus, shed, server, old, &model);
+            }
+            *previous = Some(model);
+        }
+        tokio::select! {
+            changed = models.changed() => if changed.is_err() { return },
+            _ = client.closed() => return,
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One event per change from `old` to `new`.
+fn publish(bus: &EventBus, shed: &str, server: &str, old: &Model, new: &Model) {
+    let now = chrono::Utc::now();
+    for change in old.diff(new) {
+        match change {
+            Change::Created(name) => {
+                let data = new
+                    .get(&name)
+                    .and_then(|s| s.info(shed, server, now))
+                    .and_then(|info| serde_json::to_value(info).ok())
+                    .unwrap_or(Value::Null);
+                bus.publish(EventKind::SessionCreated, shed, Some(&name), data);
+            }
+            Change::Closed(name) => {
+                bus.publish(EventKind::SessionClosed, shed, Some(&name), Value::Null);
+            }
+            Change::Changed { name, fields } => {
+                let Some(session) = new.get(&name) else {
+                    continue;
+                };
+                let data = changed_values(session, &fields, shed, server, now);
+                bus.publish(EventKind::SessionChanged, shed, Some(&name), data);
+            }
+        }
+    }
+}
+
+/// The changed fields of `session` and their new values, as the API names them.
+fn changed_values(
+    session: &crate::server::control::model::Session,
+    fields: &[Field],
+    shed: &str,
+    server: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let info = session.info(shed, server, now);
+    let pane = session.active_pane();
+    let mut out = Map::new();
+    for field in fields {
+        match field {
+            Field::Attached => {
+                out.insert("attached".into(), json!(session.attached));
+                if let Some(info) = &info {
+                    out.insert("status".into(), json!(info.status));
+                }
+            }
+            Field::Windows => {
+                out.insert("windows".into(), json!(session.windows));
+            }
+            Field::Activity => {
+                if let Some(info) = &info {
+                    out.insert("last_activity".into(), json!(info.last_activity));
+                    out.insert("status".into(), json!(info.status));
+                }
+            }
+            Field::CurrentCommand => {
+                out.insert("current_command".into(), json!(session.current_command));
+            }
+            Field::Cwd => {
+                out.insert("cwd".into(), json!(session.cwd));
+            }
+            Field::Bell => {
+                out.insert("bell".into(), json!(session.bell()));
+            }
+            Field::Panes => {
+                out.insert("panes".into(), json!(session.panes.len()));
+            }
+            Field::PaneDead => {
+                out.insert("pane_dead".into(), json!(pane.is_some_and(|p| p.dead)));
+                out.insert(
+                    "pane_dead_status".into(),
+                    json!(pane.and_then(|p| p.dead_status)),
+                );
+            }
+            Field::Option(name) => {
+                let value = session
+                    .options
+                    .get(name)
+                    .or_else(|| pane.and_then(|p| p.options.get(name)));
+                out.insert(name.clone(), json!(value));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::control::model::Session;
+
+    fn session(name: &str, attached: u32, cwd: &str) -> Session {
+        Session {
+            name: name.into(),
+            id: "$1".into(),
+            created: 1_000_000,
+            activity: 1_000_000,
+            window_activity: None,
+            attached,
+            windows: 1,
+            current_command: "bash".into(),
+            cwd: cwd.into(),
+            options: Default::default(),
+            panes: Vec::new(),
+        }
+    }
+
+    fn model(sessions: Vec<Session>) -> Model {
+        Model {
+            sessions: sessions.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn model_changes_become_events_carrying_the_new_values() {
+        let bus = EventBus::new(16);
+        let (_, mut events) = bus.subscribe(None);
+        let old = model(vec![session("a", 0, "/w"), session("b", 0, "/w")]);
+        let new = model(vec![session("a", 1, "/tmp"), session("c", 0, "/w")]);
+        publish(&bus, "s", "srv", &old, &new);
+        let mut got = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            got.push(event);
+        }
+        let summary: Vec<(EventKind, Option<&str>)> =
+            got.iter().map(|e| (e.kind, e.session.as_deref())).collect();
+        assert_eq!(
+            summary,
+            [
+                (EventKind::SessionClosed, Some("b")),
+                (EventKind::SessionChanged, Some("a")),
+                (EventKind::SessionCreated, Some("c")),
+            ]
+        );
+        assert!(got.iter().all(|e| e.shed == "s"));
+        assert_eq!(
+            got[1].data,
+            json!({"attached": 1, "status": "attached", "cwd": "/tmp"})
+        );
+        assert_eq!(got[2].data["name"], "c");
+        assert_eq!(got[2].data["source"], "channel");
+        // Nothing changed: nothing published.
+        publish(&bus, "s", "srv", &new, &new);
+        assert!(events.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_registry_holds_nothing_without_a_backend_or_when_off() {
+        let off = Channels::new(false);
+        assert!(off.client("x").is_none());
+        assert!(off.slots().is_empty());
+        // Enabled, but start_channels never ran (a backend built for tests).
+        let idle = Channels::new(true);
+        assert!(idle.client("x").is_none());
+        assert!(idle.slots().is_empty());
+    }
+}

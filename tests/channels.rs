@@ -1,0 +1,365 @@
+//! The tmux control channels against real Docker: one per running shed,
+//! serving sessions (`source: "channel"`), reopened after every way it can
+//! go away, falling back to exec and never answering wrong meanwhile.
+
+mod common;
+
+use common::http::{delete, get, post};
+use common::*;
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+
+/// Generous: a loaded machine may take a while to start an exec.
+const CHANNEL_DEADLINE: Duration = Duration::from_secs(20);
+
+async fn make_session(server: &TestServer, shed: &str, name: &str) {
+    let r = post(
+        &server.url(&format!("/api/sheds/{shed}/sessions")),
+        &format!(r#"{{"name":"{name}"}}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+}
+
+/// A shed's session list: status, names, and the `source` of each.
+async fn listing(server: &TestServer, shed: &str) -> (u16, Vec<String>, Vec<String>) {
+    let r = get(&server.url(&format!("/api/sheds/{shed}/sessions"))).await;
+    let sessions = r.json["sessions"].as_array().cloned().unwrap_or_default();
+    let field = |key: &str| -> Vec<String> {
+        sessions
+            .iter()
+            .map(|s| s[key].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    (r.status, field("name"), field("source"))
+}
+
+/// Waits until the shed's sessions (`expected`, not empty: an empty list
+/// carries no `source`) come from its channel, checking on the way that
+/// every answer is exactly `expected`.
+async fn wait_for_channel(server: &TestServer, shed: &str, expected: &[&str]) {
+    assert!(!expected.is_empty());
+    let (up, last) = eventually(CHANNEL_DEADLINE, || async {
+        let (status, names, sources) = listing(server, shed).await;
+        assert_eq!(status, 200, "listing {shed}");
+        assert_eq!(
+            names, expected,
+            "a wrong answer while waiting for the channel"
+        );
+        (sources.iter().all(|s| s == "channel"), sources)
+    })
+    .await;
+    assert!(up, "no control channel for {shed}: sources {last:?}");
+}
+
+/// The pids of control clients in `container`: processes started by
+/// `docker exec` (parent pid 0) whose command line starts with `tmux -C`. A
+/// tmux server a control client started has the same command line, but
+/// init or the client as its parent.
+fn control_clients(container: &str) -> Vec<String> {
+    let script = r#"for d in /proc/[0-9]*; do
+  ppid=; while read -r k v; do [ "$k" = PPid: ] && ppid=$v; done < $d/status
+  [ "$ppid" = 0 ] || continue
+  printf '%s ' "${d#/proc/}"; tr '\0' ' ' < $d/cmdline; echo
+done"#;
+    let out = Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .output()
+        .expect("docker exec");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pid, cmd) = l.split_once(' ')?;
+            cmd.starts_with("tmux -C").then(|| pid.to_string())
+        })
+        .collect()
+}
+
+fn kill_control_clients(container: &str) {
+    for pid in control_clients(container) {
+        // It may be gone already, reconnecting.
+        docker_ok(&["exec", container, "sh", "-c", &format!("kill {pid}")]);
+    }
+}
+
+#[tokio::test]
+async fn channels_come_up_for_running_sheds_after_start_and_after_a_restart() {
+    let mut server = TestServer::start();
+    make_shed(&server, "a").await;
+    make_session(&server, "a", "one").await;
+    wait_for_channel(&server, "a", &["one"]).await;
+    let r = get(&server.url("/api/sheds/a/sessions/one/output")).await;
+    assert_eq!(
+        (r.status, r.json["source"].as_str()),
+        (200, Some("channel"))
+    );
+
+    // Stopped and started through the API: the channel comes back.
+    let r = post(&server.url("/api/sheds/a/stop"), "").await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let r = post(&server.url("/api/sheds/a/start"), "").await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let container = server.container("a");
+    assert!(
+        wait_until(CHANNEL_DEADLINE, || control_clients(&container).len() == 1),
+        "no control client after the API's start"
+    );
+    make_session(&server, "a", "two").await;
+    wait_for_channel(&server, "a", &["two"]).await;
+
+    // A new server process opens channels for running sheds by itself,
+    // before any session request.
+    server.terminate();
+    assert!(
+        wait_until(CHANNEL_DEADLINE, || control_clients(&container).is_empty()),
+        "the old server's control client outlived it"
+    );
+    let second = TestServer::start_sharing(ServerOpts {
+        prefix: Some(server.prefix.clone()),
+        ..Default::default()
+    });
+    assert!(
+        wait_until(CHANNEL_DEADLINE, || control_clients(&container).len() == 1),
+        "no control client after a server restart"
+    );
+    wait_for_channel(&second, "a", &["two"]).await;
+}
+
+#[tokio::test]
+async fn killing_the_control_client_never_gives_a_wrong_answer() {
+    let server = TestServer::start();
+    make_shed(&server, "k").await;
+    make_session(&server, "k", "a").await;
+    make_session(&server, "k", "b").await;
+    wait_for_channel(&server, "k", &["a", "b"]).await;
+    let container = server.container("k");
+    for _ in 0..3 {
+        let before = control_clients(&container);
+        assert_eq!(before.len(), 1, "{before:?}");
+        kill_control_clients(&container);
+        // Every answer meanwhile is the true list, by exec or by channel.
+        wait_for_channel(&server, "k", &["a", "b"]).await;
+        assert!(
+            wait_until(CHANNEL_DEADLINE, || {
+                let now = control_clients(&container);
+                now.len() == 1 && now != before
+            }),
+            "the control client was not replaced"
+        );
+    }
+    assert_eq!(control_clients(&container).len(), 1);
+}
+
+#[tokio::test]
+async fn kill_server_gives_an_empty_list_then_outside_sessions_appear() {
+    let server = TestServer::start();
+    make_shed(&server, "ks").await;
+    make_session(&server, "ks", "a").await;
+    wait_for_channel(&server, "ks", &["a"]).await;
+    let container = server.container("ks");
+    docker(&["exec", &container, "tmux", "kill-server"]);
+    let (empty, last) = eventually(CHANNEL_DEADLINE, || async {
+        let (status, names, _) = listing(&server, "ks").await;
+        (status == 200 && names.is_empty(), (status, names))
+    })
+    .await;
+    assert!(empty, "after kill-server: {last:?}");
+    // The reconnected channel's tmux server now holds the user's new session.
+    assert!(
+        wait_until(CHANNEL_DEADLINE, || control_clients(&container).len() == 1),
+        "the channel did not reconnect after kill-server"
+    );
+    docker(&["exec", &container, "tmux", "new-session", "-d", "-s", "x"]);
+    let (seen, last) = eventually(CHANNEL_DEADLINE, || async {
+        let (status, names, sources) = listing(&server, "ks").await;
+        let ok = status == 200 && names == ["x"] && sources == ["channel"];
+        (ok, (status, names, sources))
+    })
+    .await;
+    assert!(seen, "the outside session did not show: {last:?}");
+}
+
+#[tokio::test]
+async fn docker_restart_and_docker_kill_of_a_shed() {
+    let server = TestServer::start();
+    make_shed(&server, "r").await;
+    make_session(&server, "r", "a").await;
+    wait_for_channel(&server, "r", &["a"]).await;
+    let container = server.container("r");
+
+    docker(&["restart", "-t", "1", &container]);
+    // The restart took tmux with it; a session made now is served by a channel.
+    make_session(&server, "r", "b").await;
+    wait_for_channel(&server, "r", &["b"]).await;
+
+    docker(&["kill", &container]);
+    let r = get(&server.url("/api/sheds/r/sessions")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "SHED_NOT_RUNNING"),
+        "{}",
+        r.json
+    );
+    docker(&["start", &container]);
+    make_session(&server, "r", "c").await;
+    wait_for_channel(&server, "r", &["c"]).await;
+}
+
+#[tokio::test]
+async fn a_container_made_outside_shed_is_never_touched() {
+    let server = TestServer::start();
+    make_shed(&server, "mine").await;
+    make_session(&server, "mine", "m").await;
+    // Named like one of this server's sheds, but without its labels.
+    let outside = format!("{}.shed-outside", server.prefix);
+    let image = test_image();
+    docker(&["run", "-d", "--name", &outside, image, "sleep", "600"]);
+    for path in [
+        "/api/sheds/outside/sessions",
+        "/api/sheds/outside/sessions/x/output",
+    ] {
+        let r = get(&server.url(path)).await;
+        assert_eq!((r.status, r.code()), (404, "SHED_NOT_FOUND"), "{}", r.json);
+    }
+    let r = post(
+        &server.url("/api/sheds/outside/sessions"),
+        r#"{"name":"x"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.json);
+    // A second server process scans running sheds at start.
+    let second = TestServer::start_sharing(ServerOpts {
+        prefix: Some(server.prefix.clone()),
+        ..Default::default()
+    });
+    wait_for_channel(&second, "mine", &["m"]).await;
+    let execs = docker(&["inspect", "-f", "{{json .ExecIDs}}", &outside]);
+    let _ = Command::new("docker").args(["rm", "-f", &outside]).output();
+    assert_eq!(execs, "null", "something ran in the outside container");
+}
+
+#[tokio::test]
+async fn the_hidden_session_is_never_listed_counted_or_reachable() {
+    let server = TestServer::start_with(ServerOpts {
+        extra: "max_sessions_per_shed = 2\n".into(),
+        ..Default::default()
+    });
+    make_shed(&server, "h").await;
+    make_session(&server, "h", "a").await;
+    wait_for_channel(&server, "h", &["a"]).await;
+    let container = server.container("h");
+    let raw = docker(&[
+        "exec",
+        &container,
+        "tmux",
+        "list-sessions",
+        "-F",
+        "#{session_name}",
+    ]);
+    assert!(
+        raw.lines().any(|l| l == "_shed"),
+        "no hidden session: {raw}"
+    );
+    // Not counted: a second session fits under the limit of two.
+    make_session(&server, "h", "b").await;
+    let (_, names, _) = listing(&server, "h").await;
+    assert_eq!(names, ["a", "b"]);
+    let all = get(&server.url("/api/sessions")).await;
+    let everywhere: Vec<&str> = all.json["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(everywhere, ["a", "b"]);
+
+    let base = server.url("/api/sheds/h/sessions/_shed");
+    let refused = |r: &common::http::Reply| {
+        matches!(
+            (r.status, r.code()),
+            (400, "INVALID_SESSION_NAME") | (404, "SESSION_NOT_FOUND")
+        )
+    };
+    let r = post(&server.url("/api/sheds/h/sessions"), r#"{"name":"_shed"}"#).await;
+    assert_eq!(r.status, 400, "{}", r.json);
+    for r in [
+        get(&base).await,
+        get(&format!("{base}/output")).await,
+        post(&format!("{base}/input"), r#"{"text":"exit","enter":true}"#).await,
+        delete(&base).await,
+    ] {
+        assert!(refused(&r), "{} {}", r.status, r.json);
+    }
+    let raw = docker(&[
+        "exec",
+        &container,
+        "tmux",
+        "list-sessions",
+        "-F",
+        "#{session_name}",
+    ]);
+    assert!(
+        raw.lines().any(|l| l == "_shed"),
+        "the hidden session was touched: {raw}"
+    );
+}
+
+#[tokio::test]
+async fn a_tmux_without_control_mode_falls_back_to_exec() {
+    let server = TestServer::start();
+    make_shed(&server, "old").await;
+    let container = server.container("old");
+    // A tmux that refuses control mode (as one older than 3.2 refuses the
+    // subscription): every channel attempt fails, plain commands work.
+    let script = "t=$(command -v tmux); mv $t $t.real; \
+                  printf '#!/bin/sh\\n[ \"$1\" = -C ] && exit 1\\nexec %s.real \"$@\"\\n' $t > $t; chmod +x $t";
+    docker(&["exec", "-u", "root", &container, "sh", "-c", script]);
+    kill_control_clients(&container);
+    make_session(&server, "old", "s").await;
+    let (fell_back, last) = eventually(CHANNEL_DEADLINE, || async {
+        let (status, names, sources) = listing(&server, "old").await;
+        assert_eq!((status, &names[..]), (200, &["s".to_string()][..]));
+        (sources == ["exec"], sources)
+    })
+    .await;
+    assert!(fell_back, "still answered by {last:?}");
+    let input = server.url("/api/sheds/old/sessions/s/input");
+    let r = post(&input, r#"{"text":"echo fell-back-$((6*7))","enter":true}"#).await;
+    assert_eq!(r.status, 204, "{}", r.json);
+    let (seen, last) = eventually(CHANNEL_DEADLINE, || async {
+        let r = get(&server.url("/api/sheds/old/sessions/s/output")).await;
+        let text = r.json["output"].as_str().unwrap_or("").to_string();
+        (
+            text.contains("fell-back-42") && r.json["source"] == "exec",
+            r.json,
+        )
+    })
+    .await;
+    assert!(seen, "{last}");
+    let r = delete(&server.url("/api/sheds/old/sessions/s")).await;
+    assert_eq!(r.status, 204, "{}", r.json);
+    let (_, names, _) = listing(&server, "old").await;
+    assert!(names.is_empty());
+    assert!(control_clients(&container).is_empty());
+}
+
+#[tokio::test]
+async fn the_sources_are_exec_with_control_mode_off() {
+    let server = TestServer::start_with(ServerOpts {
+        extra: "control_mode = false\n".into(),
+        ..Default::default()
+    });
+    make_shed(&server, "off").await;
+    make_session(&server, "off", "s").await;
+    let (_, names, sources) = listing(&server, "off").await;
+    assert_eq!(
+        (names, sources),
+        (vec!["s".to_string()], vec!["exec".to_string()])
+    );
+    let r: Value = get(&server.url("/api/sheds/off/sessions/s/output"))
+        .await
+        .json;
+    assert_eq!(r["source"], "exec");
+    assert!(control_clients(&server.container("off")).is_empty());
+}
