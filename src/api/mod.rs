@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod agent;
 pub mod events;
 pub mod fingerprint;
 pub mod names;
@@ -200,6 +201,9 @@ pub struct SessionInfo {
     /// Which path answered: the control channel or an exec.
     #[serde(default)]
     pub source: SessionSource,
+    /// The session's agent and what it is doing.
+    #[serde(default)]
+    pub agent: agent::AgentInfo,
 }
 
 /// Body of `GET /api/sheds/{name}/sessions`.

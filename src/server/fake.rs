@@ -58,6 +58,7 @@ impl FakeBackend {
             exited: false,
             exit_status: None,
             source: crate::api::SessionSource::Exec,
+            agent: Default::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! shed-server: the HTTP API over sheds in Docker.
 
+pub mod agent;
 pub mod backend;
 pub mod coalesce;
 pub mod config;

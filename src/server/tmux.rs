@@ -87,6 +87,7 @@ pub fn parse_sessions(
                 exited: f[7] == "1",
                 exit_status: (f[7] == "1").then(|| f[8].parse().ok()).flatten(),
                 source: crate::api::SessionSource::Exec,
+                agent: Default::default(),
             })
         })
         .collect();

@@ -300,6 +300,7 @@ impl Session {
                 .active_pane()
                 .and_then(|p| p.dead.then_some(p.dead_status).flatten()),
             source: crate::api::SessionSource::Channel,
+            agent: Default::default(),
         })
     }
 }

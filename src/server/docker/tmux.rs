@@ -197,6 +197,7 @@ impl DockerBackend {
                     exited: true,
                     exit_status: None,
                     source: crate::api::SessionSource::Exec,
+                    agent: Default::default(),
                 }
             }
         }
