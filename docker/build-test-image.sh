@@ -111,13 +111,16 @@ else
     warn "flock not found (package 'util-linux'); parallel builds may race"
 fi
 
+FAKE_AGENT=$(dirname -- "${BASH_SOURCE[0]}")/fake-agent.sh
+[[ -f $FAKE_AGENT ]] || die "$FAKE_AGENT not found"
+
 # The hash covers what decides the image's contents: this script, its
 # options, and the content of every host program it copies (git included)
 # with the libraries they load. Terminfo and locale files are not hashed;
 # --force rebuilds after changing only those.
 recipe_hash() {
     local entry name path
-    local -a files=("${BASH_SOURCE[0]}")
+    local -a files=("${BASH_SOURCE[0]}" "$FAKE_AGENT")
     for entry in "${PROGRAMS[@]}" "sh required dash" "git required git"; do
         name=${entry%% *}
         if path=$(find_bin "$name"); then
@@ -402,6 +405,14 @@ repo_src=$WORK/hello
     "${g[@]}" clone -q --bare --no-local "$repo_src" "$ROOT/srv/git/hello.git"
     rm -f -- "$ROOT"/srv/git/hello.git/hooks/*.sample
 )
+
+# --- fake agents --------------------------------------------------------------
+
+# One script under every agent's name: the name picks the screens it draws.
+mkdir -p "$ROOT/opt/fake-agents"
+for agent in claude codex opencode aider gemini; do
+    install -m 0755 -- "$FAKE_AGENT" "$ROOT/opt/fake-agents/$agent"
+done
 
 # --- import -------------------------------------------------------------------
 
