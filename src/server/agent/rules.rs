@@ -539,7 +539,8 @@ struct ScreenView<'a> {
     screen: &'a str,
     /// Leading lines skipped to keep to `MAX_SCREEN_LINES`.
     skip: usize,
-    /// The input box's first and last line (indices after `skip`).
+    /// The input box's first and last line, borders included (indices
+    /// after `skip`).
     prompt: Option<(usize, usize)>,
     /// Non-empty lines per region, in `Region` order.
     non_empty: [usize; 4],
@@ -556,17 +557,21 @@ impl<'a> ScreenView<'a> {
             non_empty: [0; 4],
         };
         if let Some(prompt) = prompt {
-            let mut start = None;
-            let mut previous = "";
+            // The box's input line, and its first line: the top border
+            // when the agent has one.
+            let mut found = None;
+            let mut previous = None;
             for (i, line) in view.lines() {
-                if prompt.start.is_match(line)
-                    && prompt.top.as_ref().is_none_or(|t| t.is_match(previous))
-                {
-                    start = Some(i);
+                if prompt.start.is_match(line) {
+                    match (&prompt.top, previous) {
+                        (None, _) => found = Some((i, i)),
+                        (Some(top), Some(above)) if top.is_match(above) => found = Some((i, i - 1)),
+                        _ => {}
+                    }
                 }
-                previous = line;
+                previous = Some(line);
             }
-            view.prompt = start.map(|start| {
+            view.prompt = found.map(|(start, first)| {
                 let end = match &prompt.end {
                     None => start,
                     Some(end) => view
@@ -576,7 +581,7 @@ impl<'a> ScreenView<'a> {
                         .find(|(_, line)| end.is_match(line))
                         .map_or(total - skip - 1, |(i, _)| i),
                 };
-                (start, end)
+                (first, end)
             });
         }
         for (i, line) in view.lines() {
@@ -976,6 +981,39 @@ mod tests {
             )
             .unwrap();
         assert_eq!(m.rule, "aider/confirm");
+    }
+
+    #[test]
+    fn regions_split_the_screen_at_the_input_box() {
+        // Each rule matches `mark N`; which one is found shows the region.
+        let screen = "mark 1\nmark 2\n\n╭───╮\n│ > mark 3\n│   mark 4\n╰───╯\nmark 5\n\nmark 6\n";
+        let first_mark = |region: &str, last: &str| {
+            let rules = with(&format!(
+                "[[rule]]\nagent = \"claude\"\nname = \"mark\"\nstate = \"waiting\"\n\
+                 patterns = ['mark \\d']\nregion = \"{region}\"\n{last}"
+            ))
+            .unwrap();
+            rules.classify(AgentKind::Claude, screen).map(|m| m.line)
+        };
+        let mark = |n: u8| Some(format!("mark {n}"));
+        assert_eq!(first_mark("screen", ""), mark(1));
+        assert_eq!(first_mark("screen", "last = 2"), mark(5));
+        assert_eq!(first_mark("above-prompt", ""), mark(1));
+        assert_eq!(first_mark("above-prompt", "last = 1"), mark(2));
+        assert_eq!(first_mark("below-prompt", ""), mark(5));
+        assert_eq!(first_mark("below-prompt", "last = 1"), mark(6));
+        assert_eq!(first_mark("outside-prompt", "last = 3"), mark(2));
+        // Without a box every region is the whole screen.
+        let no_box = "mark 7\nmark 8\n";
+        let rules = with(
+            "[[rule]]\nagent = \"claude\"\nname = \"mark\"\nstate = \"waiting\"\n\
+             patterns = ['mark \\d']\nregion = \"below-prompt\"\nlast = 1",
+        )
+        .unwrap();
+        assert_eq!(
+            rules.classify(AgentKind::Claude, no_box).map(|m| m.line),
+            mark(8)
+        );
     }
 
     #[test]
