@@ -224,6 +224,15 @@ impl Rules {
             overrides.extend(file.rule);
         }
         overrides.extend(config.rule.iter().cloned());
+        if overrides.is_empty() {
+            return Ok(Rules::builtin());
+        }
+        if overrides.len() > MAX_RULES {
+            return Err(RulesError(format!(
+                "{} configured rules; at most {MAX_RULES} are allowed",
+                overrides.len()
+            )));
+        }
         Rules::from_data(BUILTIN, &overrides)
     }
 
@@ -1082,6 +1091,16 @@ mod tests {
                 .0
                 .contains("at most 256 are allowed"),
             "rule count bound"
+        );
+        // The bound counts the built-in rules too.
+        let builtin: usize = Rules::builtin().agents.iter().map(|a| a.rules.len()).sum();
+        let fill: String = (0..=MAX_RULES - builtin)
+            .map(|i| format!("[[rule]]\nagent = \"codex\"\nname = \"r{i}\"\nstate = \"idle\"\npatterns = ['x']\n"))
+            .collect();
+        let err = with(&fill).unwrap_err().0;
+        assert!(
+            err.contains(&format!("{} rules; at most 256", MAX_RULES + 1)),
+            "{err}"
         );
         let too_many_patterns = format!(
             "[[rule]]\nagent = \"codex\"\nname = \"x\"\nstate = \"idle\"\npatterns = [{}]",
