@@ -66,15 +66,16 @@ pub struct RulesError(pub String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Region {
+    // The values index `ScreenView::non_empty`.
     /// Every line.
     #[default]
-    Screen,
+    Screen = 0,
     /// The lines above the input box.
-    AbovePrompt,
+    AbovePrompt = 1,
     /// The lines below the input box.
-    BelowPrompt,
+    BelowPrompt = 2,
     /// Every line but the input box's, so typed text never fakes a state.
-    OutsidePrompt,
+    OutsidePrompt = 3,
 }
 
 /// One rule as written in the data or the server config.
@@ -683,6 +684,8 @@ mod tests {
 
     fixtures! {
         fixture_claude_working: "claude-working.txt" => Claude, Some((Working, "claude/busy-line"));
+        fixture_claude_working_ruled_todos: "claude-working-ruled-todos.txt" => Claude, Some((Working, "claude/busy-line"));
+        fixture_claude_waiting_ruled_menu: "claude-waiting-ruled-menu.txt" => Claude, Some((Waiting, "claude/permission-menu"));
         fixture_claude_working_spinner: "claude-working-spinner.txt" => Claude, Some((Working, "claude/spinner"));
         fixture_claude_working_fake: "claude-working-fake.txt" => Claude, Some((Working, "claude/busy-line"));
         fixture_claude_working_fake_after_prompt: "claude-working-fake-after-prompt.txt" => Claude, Some((Working, "claude/busy-line"));
