@@ -85,6 +85,8 @@ pub struct ServerConfig {
     /// Whether each running shed gets a live tmux control channel that
     /// serves session requests; `false` runs every request as an exec.
     pub control_mode: bool,
+    /// Screen rules that replace, disable or add to the built-in ones.
+    pub screen_rules: crate::server::agent::rules::ScreenRulesConfig,
 }
 
 /// The `tls` key: whether the HTTP API is served over TLS.
@@ -131,6 +133,7 @@ impl Default for ServerConfig {
             ssh_max_channels_per_connection: 64,
             event_ring_size: crate::server::events::DEFAULT_RING_SIZE,
             control_mode: true,
+            screen_rules: Default::default(),
         }
     }
 }
@@ -246,9 +249,13 @@ impl ServerConfig {
         for mount in &mut self.mounts {
             mount.source = expand_tilde(&mount.source);
         }
-        for path in [&mut self.env_file, &mut self.authorized_keys]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.env_file,
+            &mut self.authorized_keys,
+            &mut self.screen_rules.file,
+        ]
+        .into_iter()
+        .flatten()
         {
             *path = expand_tilde(path);
         }
@@ -348,7 +355,16 @@ impl ServerConfig {
                 ),
             ));
         }
+        self.rules().map_err(|e| invalid("screen_rules", e.0))?;
         Ok(())
+    }
+
+    /// The screen rules in force: the built-in ones with `screen_rules`
+    /// applied. Loading already checks that they compile.
+    pub fn rules(
+        &self,
+    ) -> Result<crate::server::agent::rules::Rules, crate::server::agent::rules::RulesError> {
+        crate::server::agent::rules::Rules::with_overrides(&self.screen_rules)
     }
 
     fn check_http(&self, path: &Path) -> Result<(), ConfigError> {
@@ -526,6 +542,55 @@ mod tests {
     }
 
     #[test]
+    fn screen_rules_overrides_load_and_bad_ones_refuse_to_start() {
+        let config = parse("").unwrap();
+        assert_eq!(config.rules().unwrap().version(), "1");
+        let config = parse(
+            r#"
+            [[screen_rules.rule]]
+            agent = "claude"
+            name = "busy-line"
+            enabled = false
+
+            [[screen_rules.rule]]
+            agent = "aider"
+            name = "waiting-for-model"
+            state = "working"
+            patterns = ['^Waiting for ']
+            "#,
+        )
+        .unwrap();
+        let rules = config.rules().unwrap();
+        assert_eq!(rules.version(), "1+local");
+        let m = rules
+            .classify(crate::api::agent::AgentKind::Aider, "Waiting for sonnet\n")
+            .unwrap();
+        assert_eq!(m.rule, "aider/waiting-for-model");
+
+        let err = parse(
+            r#"
+            [[screen_rules.rule]]
+            agent = "codex"
+            name = "mine"
+            state = "waiting"
+            patterns = ['[unclosed']
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("invalid `screen_rules`"), "{err}");
+        assert!(err.contains("rule codex/mine: bad pattern"), "{err}");
+        let err = parse("[screen_rules]\nfile = \"/nonexistent/rules.toml\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot read /nonexistent/rules.toml"), "{err}");
+        let err = parse("[screen_rules]\nrules = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
     fn event_ring_size_is_checked() {
         assert_eq!(
             parse("").unwrap().event_ring_size,
@@ -543,6 +608,28 @@ mod tests {
     #[test]
     fn example_config_parses() {
         parse(EXAMPLE_CONFIG).unwrap();
+    }
+
+    #[test]
+    fn the_example_screen_rule_parses_uncommented() {
+        let block: String = EXAMPLE_CONFIG
+            .lines()
+            .skip_while(|l| *l != "# [[screen_rules.rule]]")
+            .map_while(|l| l.strip_prefix("# "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            block.contains("patterns"),
+            "the example lost its rule: {block:?}"
+        );
+        let rules = parse(&block).unwrap().rules().unwrap();
+        let m = rules
+            .classify(
+                crate::api::agent::AgentKind::Claude,
+                "✻ Thinking… (esc to stop)\n",
+            )
+            .unwrap();
+        assert_eq!(m.rule, "claude/busy-line");
     }
 
     #[test]
