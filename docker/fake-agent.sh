@@ -65,6 +65,8 @@ menu() {
             ;;
     esac
     read -r _
+    # Like the real agents, take the answered dialog off the screen.
+    printf '\033[H\033[2J'
 }
 
 prompt() {

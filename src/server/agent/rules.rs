@@ -330,6 +330,8 @@ impl Rules {
             if word.starts_with('-') {
                 continue;
             }
+            // `sh -c 'claude --resume x'`: a quoted command's first word.
+            let word = word.trim_start_matches(['\'', '"']);
             let name = stem(basename(word));
             if self.is_interpreter(name) || INTERPRETER_SUBCOMMANDS.contains(&name) {
                 continue;
@@ -856,6 +858,15 @@ mod tests {
                 "deno run -A npm:@google/gemini-cli",
                 Some(AgentKind::Gemini),
             ),
+            // How shed runs a session's command, and a script's pane.
+            (
+                "/bin/sh -c -- /opt/fake-agents/claude busy:3",
+                Some(AgentKind::Claude),
+            ),
+            ("bash /opt/fake-agents/codex prompt", Some(AgentKind::Codex)),
+            ("sh -c 'exec claude --resume x'", Some(AgentKind::Claude)),
+            ("env FOO=1 codex", None),
+            ("sh -c ls", None),
             // Not agents: shells, other programs, other scripts.
             ("bash", None),
             ("-bash", None),
