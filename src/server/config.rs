@@ -85,6 +85,9 @@ pub struct ServerConfig {
     /// Whether each running shed gets a live tmux control channel that
     /// serves session requests; `false` runs every request as an exec.
     pub control_mode: bool,
+    /// Whether a create installs the agent state hooks (`shed-hook` and the
+    /// Claude Code, Codex and Gemini CLI configurations) into the new shed.
+    pub install_hooks: bool,
 }
 
 /// The `tls` key: whether the HTTP API is served over TLS.
@@ -131,6 +134,7 @@ impl Default for ServerConfig {
             ssh_max_channels_per_connection: 64,
             event_ring_size: crate::server::events::DEFAULT_RING_SIZE,
             control_mode: true,
+            install_hooks: true,
         }
     }
 }

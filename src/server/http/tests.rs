@@ -36,6 +36,7 @@ fn app_with_gateway(
         ssh_host_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests".into()),
         gateway,
         events: Arc::new(crate::server::events::EventBus::new(16)),
+        install_hooks: true,
     })
 }
 
