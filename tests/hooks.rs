@@ -322,3 +322,88 @@ async fn a_create_installs_the_hooks_by_default() {
     );
     assert_eq!(mode.trim(), "755 root");
 }
+
+/// `shed-hook` itself, in a pane of the host's tmux: `state` sets and clears
+/// the option, refuses a bad state loudly, and outside tmux does nothing.
+#[test]
+fn the_helper_sets_and_clears_the_state_in_a_host_pane() {
+    let dir = tempfile::tempdir().unwrap();
+    let helper = dir.path().join("shed-hook");
+    std::fs::write(&helper, shed::server::hooks::HELPER).unwrap();
+    let helper = helper.to_str().unwrap().to_string();
+    let tmux = HostTmux::new();
+    tmux.start("p", 80, 24, &[], "sleep 600");
+    let option = |name: &str| {
+        let out = tmux.run(&["show-options", "-p", "-v", "-t", "p", name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Run inside the pane, as an agent's hook is: a respawn keeps the pane.
+    let run_in_pane = |args: &str| {
+        let command = format!("sh {helper} {args} 2>/dev/null; echo rc=$?; exec sleep 600");
+        tmux.run(&["respawn-pane", "-k", "-t", "p", &command]);
+    };
+    run_in_pane("state waiting");
+    assert!(wait_until(Duration::from_secs(10), || option(
+        "@shed_state"
+    ) == "waiting"));
+    tmux.wait_for("p", "rc=0", |s| s.contains("rc=0"));
+    run_in_pane("state bogus");
+    tmux.wait_for("p", "rc=1", |s| s.contains("rc=1"));
+    assert_eq!(option("@shed_state"), "waiting");
+    run_in_pane("state none");
+    assert!(wait_until(Duration::from_secs(10), || option(
+        "@shed_state"
+    )
+    .is_empty()));
+
+    // Outside tmux: nothing to do, and no failure.
+    let out = Command::new("sh")
+        .args([helper.as_str(), "state", "working"])
+        .env_remove("TMUX")
+        .env_remove("TMUX_PANE")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
+
+/// An image without tmux: the create still succeeds, with a warning naming
+/// the missing program, and an explicit install is 503 naming it too.
+#[tokio::test]
+async fn an_image_without_tmux_gets_a_warning_not_a_failed_create() {
+    build_image(&["--no-tmux"], "shed-test-notmux:latest");
+    let server = TestServer::start();
+    let r = post(
+        &server.url("/api/sheds"),
+        r#"{"name":"bare","image":"shed-test-notmux:latest"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let warnings = r.json["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{}", r.json);
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("tmux is not installed"),
+        "{}",
+        r.json
+    );
+    assert!(server
+        .log()
+        .contains("agent state hooks were not installed"));
+    let container = server.container("bare");
+    assert_eq!(read_file(&container, "/usr/local/bin/shed-hook"), None);
+
+    let r = post(&server.url("/api/sheds/bare/hooks"), "{}").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (503, "TOOL_NOT_AVAILABLE"),
+        "{}",
+        r.json
+    );
+    assert!(r.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tmux"));
+}
