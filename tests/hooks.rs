@@ -73,8 +73,10 @@ fn play(container: &str, settings: &Value, event: &str, json: &str) {
         json.as_bytes(),
     );
     assert!(ok, "writing the {event} input");
+    // The configured command ends in a comment (shed's mark): a newline
+    // ends it before the redirection.
     let command = format!(
-        "{} < /tmp/hook-input.json; exec sleep 600",
+        "{{ {}\n}} < /tmp/hook-input.json; exec sleep 600",
         claude_command(settings, event)
     );
     let (ok, _) = exec_in(

@@ -22,7 +22,10 @@ pub const CODEX_HOOKS: &str = include_str!("codex-hooks.json");
 pub const CODEX_CONFIG: &str = include_str!("codex-config.toml");
 /// Gemini CLI's system defaults with shed's hooks.
 pub const GEMINI_DEFAULTS: &str = include_str!("gemini-system-defaults.json");
-/// The string that marks a file as shed's own, so a later install may rewrite it.
+/// The string that marks a file as shed's own, so a later install may
+/// rewrite it: a comment in the helper and the TOML, and a shell comment at
+/// the end of every hook command in the JSON files (a key of shed's own
+/// could make an agent that checks its settings strictly skip the file).
 pub const MARKER: &str = "shed-managed-file";
 /// Longest an install may take in a shed.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(30);
