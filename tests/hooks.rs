@@ -45,17 +45,22 @@ fn read_file(container: &str, path: &str) -> Option<Vec<u8>> {
 
 /// The value of pane option `option` of session `session`'s pane ("" when unset).
 fn pane_option(container: &str, session: &str, option: &str) -> String {
+    pane_option_as(container, USER, session, option)
+}
+
+/// [`pane_option`] in `user`'s tmux server.
+fn pane_option_as(container: &str, user: &str, session: &str, option: &str) -> String {
     let (_, out) = exec_in(
         container,
-        USER,
+        user,
         &["tmux", "show-options", "-p", "-v", "-t", session, option],
         b"",
     );
     out.trim_end_matches('\n').to_string()
 }
 
-/// The hook command configured for `event` in Claude's settings.
-fn claude_command(settings: &Value, event: &str) -> String {
+/// The (first) hook command configured for `event` in Claude-style settings.
+fn hook_command(settings: &Value, event: &str) -> String {
     settings["hooks"][event][0]["hooks"][0]["command"]
         .as_str()
         .unwrap_or_else(|| panic!("no {event} hook in {settings}"))
@@ -66,9 +71,14 @@ fn claude_command(settings: &Value, event: &str) -> String {
 /// (same pane, same options) with the event's configured command reading
 /// `json` on stdin, as Claude runs it, and then a waiting shell.
 fn play(container: &str, settings: &Value, event: &str, json: &str) {
+    play_as(container, USER, settings, event, json)
+}
+
+/// [`play`] in `user`'s tmux server.
+fn play_as(container: &str, user: &str, settings: &Value, event: &str, json: &str) {
     let (ok, _) = exec_in(
         container,
-        USER,
+        user,
         &["sh", "-c", "cat > /tmp/hook-input.json"],
         json.as_bytes(),
     );
@@ -77,11 +87,11 @@ fn play(container: &str, settings: &Value, event: &str, json: &str) {
     // ends it before the redirection.
     let command = format!(
         "{{ {}\n}} < /tmp/hook-input.json; exec sleep 600",
-        claude_command(settings, event)
+        hook_command(settings, event)
     );
     let (ok, _) = exec_in(
         container,
-        USER,
+        user,
         &["tmux", "respawn-pane", "-k", "-t", "agent", &command],
         b"",
     );
@@ -315,6 +325,34 @@ async fn a_create_installs_the_hooks_by_default() {
             "{path}"
         );
     }
+    // Codex's and Gemini CLI's session starts, run in a pane as the agents
+    // would run them, name their agent.
+    let (ok, _) = exec_in(
+        &container,
+        "root",
+        &["tmux", "new-session", "-d", "-s", "agent", "sleep 600"],
+        b"",
+    );
+    assert!(ok);
+    for (agent, file) in [
+        ("codex", "/etc/codex/hooks.json"),
+        ("gemini", "/etc/gemini-cli/system-defaults.json"),
+    ] {
+        let settings: Value =
+            serde_json::from_slice(&read_file(&container, file).unwrap()).unwrap();
+        let input =
+            format!(r#"{{"session_id":"{agent}-session-1","hook_event_name":"SessionStart"}}"#);
+        play_as(&container, "root", &settings, "SessionStart", &input);
+        let mut last = String::new();
+        let ok = wait_until(Duration::from_secs(10), || {
+            last = pane_option_as(&container, "root", "agent", "@shed_agent");
+            last == agent
+        });
+        assert!(ok, "{agent}: @shed_agent is {last:?}");
+        let id = pane_option_as(&container, "root", "agent", "@shed_resume_id");
+        assert_eq!(id, format!("{agent}-session-1"));
+    }
+
     // The helper is executable by anyone, writable by root only.
     let (_, mode) = exec_in(
         &container,

@@ -29,6 +29,9 @@ pub const GEMINI_DEFAULTS: &str = include_str!("gemini-system-defaults.json");
 pub const MARKER: &str = "shed-managed-file";
 /// Longest an install may take in a shed.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most characters of a skip reason or tool name taken from the shed's
+/// answer: a compromised shed may answer anything.
+const MAX_ANSWER_CHARS: usize = 300;
 /// Programs the helper needs in the shed, checked before anything is written.
 const NEEDED_TOOLS: [&str; 2] = ["tmux", "sed"];
 
@@ -159,6 +162,10 @@ pub async fn install(
     parse_report(shed, agents, &stdout)
 }
 
+fn bounded(text: &str) -> String {
+    text.chars().take(MAX_ANSWER_CHARS).collect()
+}
+
 fn missing(shed: &str, tool: &str) -> BackendError {
     BackendError::ToolMissing {
         shed: shed.into(),
@@ -178,7 +185,7 @@ fn parse_report(
     for line in stdout.lines() {
         let mut fields = line.splitn(3, '\t');
         match (fields.next(), fields.next(), fields.next()) {
-            (Some("missing"), Some(tool), _) => return Err(missing(shed, tool)),
+            (Some("missing"), Some(tool), _) => return Err(missing(shed, &bounded(tool))),
             (Some("installed"), Some(path), _) => {
                 statuses.insert(path.to_string(), (HookFileStatus::Installed, None));
             }
@@ -187,7 +194,7 @@ fn parse_report(
                     path.to_string(),
                     (
                         HookFileStatus::Skipped,
-                        Some(why.unwrap_or("skipped").to_string()),
+                        Some(bounded(why.unwrap_or("skipped"))),
                     ),
                 );
             }

@@ -182,3 +182,15 @@ fn a_missing_tool_is_named() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn what_the_shed_answers_is_bounded() {
+    let long = "x".repeat(100_000);
+    let out = format!("skipped\t{HELPER_PATH}\t{long}\n");
+    let report = parse_report("s", &[], &out).unwrap();
+    assert_eq!(report.helper.reason.unwrap().len(), MAX_ANSWER_CHARS);
+    match parse_report("s", &[], &format!("missing\t{long}\n")).unwrap_err() {
+        BackendError::ToolMissing { tool, .. } => assert_eq!(tool.len(), MAX_ANSWER_CHARS),
+        other => panic!("{other:?}"),
+    }
+}
