@@ -41,6 +41,17 @@ impl HookAgent {
     }
 }
 
+impl From<HookAgent> for crate::api::agent::AgentKind {
+    /// The kind the agent's hooks report in `@shed_agent`.
+    fn from(agent: HookAgent) -> Self {
+        match agent {
+            HookAgent::Claude => crate::api::agent::AgentKind::Claude,
+            HookAgent::Codex => crate::api::agent::AgentKind::Codex,
+            HookAgent::Gemini => crate::api::agent::AgentKind::Gemini,
+        }
+    }
+}
+
 impl std::fmt::Display for HookAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -130,5 +141,25 @@ impl HooksReport {
                 )
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::agent::AgentKind;
+
+    #[test]
+    fn names_round_trip_and_match_the_agent_kinds() {
+        for agent in HookAgent::ALL {
+            assert_eq!(agent.as_str().parse::<HookAgent>(), Ok(agent));
+            let wire = serde_json::to_value(agent).unwrap();
+            assert_eq!(wire, agent.as_str());
+            // What `@shed_agent` carries must read back as the same kind.
+            let kind: AgentKind = serde_json::from_value(wire).unwrap();
+            assert_eq!(kind, AgentKind::from(agent));
+        }
+        let err = "opencode".parse::<HookAgent>().unwrap_err();
+        assert!(err.contains("claude, codex and gemini"), "{err}");
     }
 }
