@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 pub mod agent;
 pub mod events;
 pub mod fingerprint;
+pub mod hooks;
 pub mod names;
 
 pub use names::{validate_session_name, validate_shed_name, NameError};
@@ -53,6 +54,10 @@ pub struct Shed {
     pub container_id: String,
     /// Name of the shed-server that owns it.
     pub server: String,
+    /// What a create could not do without failing, e.g. agent hooks it
+    /// left uninstalled; only in a create's answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Body of `POST /api/sheds`.

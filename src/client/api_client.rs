@@ -527,6 +527,26 @@ impl ApiClient {
         self.shed_action(name, "stop").await
     }
 
+    /// `POST /api/sheds/{name}/hooks`.
+    pub async fn install_hooks(
+        &self,
+        name: &str,
+        request: &crate::api::hooks::InstallHooksRequest,
+    ) -> Result<crate::api::hooks::HooksReport, ClientError> {
+        let path = format!("/api/sheds/{name}/hooks");
+        let report: crate::api::hooks::HooksReport = self
+            .call(Method::POST, &path, Some(request), QUICK_TIMEOUT)
+            .await
+            .and_then(|r| self.expect(r))?;
+        if report.shed != name {
+            return Err(self.lie(format!(
+                "asked about shed {name:?}, answered about {:?}",
+                report.shed
+            )));
+        }
+        Ok(report)
+    }
+
     /// `POST /api/sheds/{name}/{action}`, which answers with the shed.
     async fn shed_action(&self, name: &str, action: &str) -> Result<Shed, ClientError> {
         let path = format!("/api/sheds/{name}/{action}");

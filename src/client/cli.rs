@@ -170,6 +170,9 @@ C-b d detaches; whatever runs in the session keeps running.")]
         #[arg(long, conflicts_with_all = ["json", "shed"])]
         watch: bool,
     },
+    /// Install the hooks that make agents report their state to shed.
+    #[command(subcommand)]
+    Hooks(HooksCommand),
     /// Print a shell completion script.
     Completions {
         /// Shell to generate for.
@@ -225,6 +228,33 @@ pub enum SessionsCommand {
         #[arg(long)]
         enter: bool,
     },
+}
+
+/// `shed hooks ...`.
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Write `shed-hook` and the agents' hook configurations into a shed, at
+    /// system paths; a file that exists and is not shed's is left untouched.
+    #[command(after_help = "Examples:
+  shed hooks install demo                   # claude, codex and gemini
+  shed hooks install demo --agent claude
+  shed hooks install demo --json
+
+See docs/hooks.md for what is written where.")]
+    Install {
+        /// Shed name.
+        name: String,
+        /// Only this agent's hooks (repeatable): claude, codex or gemini.
+        #[arg(long = "agent", value_name = "NAME", value_parser = parse_hook_agent)]
+        agents: Vec<crate::api::hooks::HookAgent>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_hook_agent(text: &str) -> Result<crate::api::hooks::HookAgent, String> {
+    text.parse()
 }
 
 /// `shed server ...`.

@@ -145,6 +145,17 @@ impl BackendError {
     }
 }
 
+/// What a command run to completion in a shed left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Its exit status.
+    pub exit_code: i64,
+    /// A bounded tail of its stdout.
+    pub stdout: Vec<u8>,
+    /// A bounded tail of its stderr.
+    pub stderr: Vec<u8>,
+}
+
 /// Shed lifecycle operations over a container engine.
 #[async_trait]
 pub trait ShedBackend: Send + Sync + 'static {
@@ -200,4 +211,18 @@ pub trait ShedBackend: Send + Sync + 'static {
         text: &str,
         enter: bool,
     ) -> Result<(), BackendError>;
+    /// Runs `cmd` as root in running shed `shed`, within `limit`; for
+    /// writing system files such as agent hooks. A backend without
+    /// containers cannot.
+    async fn exec_as_root(
+        &self,
+        shed: &str,
+        cmd: Vec<String>,
+        limit: std::time::Duration,
+    ) -> Result<CommandOutput, BackendError> {
+        let _ = (cmd, limit);
+        Err(BackendError::Internal(format!(
+            "this backend cannot run commands in shed {shed:?}"
+        )))
+    }
 }

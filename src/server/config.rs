@@ -87,6 +87,9 @@ pub struct ServerConfig {
     pub control_mode: bool,
     /// Screen rules that replace, disable or add to the built-in ones.
     pub screen_rules: crate::server::agent::rules::ScreenRulesConfig,
+    /// Whether a create installs the agent state hooks (`shed-hook` and the
+    /// Claude Code, Codex and Gemini CLI configurations) into the new shed.
+    pub install_hooks: bool,
 }
 
 /// The `tls` key: whether the HTTP API is served over TLS.
@@ -134,6 +137,7 @@ impl Default for ServerConfig {
             event_ring_size: crate::server::events::DEFAULT_RING_SIZE,
             control_mode: true,
             screen_rules: Default::default(),
+            install_hooks: true,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod exec;
 #[cfg(test)]
 mod fake;
+pub mod hooks;
 pub mod http;
 pub mod install;
 pub mod listener;
@@ -111,6 +112,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         ),
         gateway: gateway_health.clone(),
         events,
+        install_hooks: config.install_hooks,
     };
     let gateway = ssh::Gateway::new(
         backend.clone(),

@@ -1,6 +1,7 @@
 //! What each CLI command does: the dispatch and the server resolution every
 //! command shares live here; the commands themselves live in one file per area.
 
+mod hooks;
 mod prompt;
 mod servers;
 mod sessions;
@@ -177,6 +178,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             uninstall,
             dry_run: _,
         } => ctx.ssh_config(name.as_deref(), install, uninstall).await,
+        Command::Hooks(crate::client::cli::HooksCommand::Install { name, agents, json }) => {
+            ctx.install_hooks(&name, agents, json).await
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

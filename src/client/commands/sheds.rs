@@ -35,6 +35,9 @@ impl Ctx {
             shed.status,
             clean(&shed.image)
         );
+        for warning in &shed.warnings {
+            warn(warning);
+        }
         Ok(Outcome::Success)
     }
 

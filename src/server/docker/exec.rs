@@ -12,7 +12,7 @@ impl DockerBackend {
         cmd: Vec<String>,
         env: Vec<String>,
     ) -> Result<ExecOutput, BackendError> {
-        self.exec_capture_reporting(shed, cmd, env, &StdMutex::new(None))
+        self.exec_capture_reporting(shed, cmd, env, None, &StdMutex::new(None))
             .await
     }
 
@@ -26,8 +26,22 @@ impl DockerBackend {
         env: Vec<String>,
         limit: Duration,
     ) -> Result<Option<ExecOutput>, BackendError> {
+        self.exec_capture_within_as(shed, cmd, env, None, limit)
+            .await
+    }
+
+    /// [`DockerBackend::exec_capture_within`] as `user` (`None`: the
+    /// configured container user).
+    pub async fn exec_capture_within_as(
+        &self,
+        shed: &str,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        user: Option<String>,
+        limit: Duration,
+    ) -> Result<Option<ExecOutput>, BackendError> {
         let started = StdMutex::new(None);
-        let run = self.exec_capture_reporting(shed, cmd, env, &started);
+        let run = self.exec_capture_reporting(shed, cmd, env, user, &started);
         match tokio::time::timeout(limit, run).await {
             Ok(result) => result.map(Some),
             Err(_) => {
@@ -54,13 +68,14 @@ impl DockerBackend {
         shed: &str,
         cmd: Vec<String>,
         env: Vec<String>,
+        user: Option<String>,
         started: &StdMutex<Option<String>>,
     ) -> Result<ExecOutput, BackendError> {
         let request = ExecRequest {
             cmd,
             env,
             tty: None,
-            user: None,
+            user,
         };
         let ExecSession {
             id,

@@ -412,6 +412,7 @@ impl DockerBackend {
                 .get(&self.naming.label("server"))
                 .cloned()
                 .unwrap_or_else(|| self.server_name.clone()),
+            warnings: Vec::new(),
         }
     }
 
@@ -518,6 +519,23 @@ impl ShedBackend for DockerBackend {
         enter: bool,
     ) -> Result<(), BackendError> {
         self.tmux_send(shed, session, text, enter).await
+    }
+
+    async fn exec_as_root(
+        &self,
+        shed: &str,
+        cmd: Vec<String>,
+        limit: Duration,
+    ) -> Result<crate::server::backend::CommandOutput, BackendError> {
+        let output = self
+            .exec_capture_within_as(shed, cmd, Vec::new(), Some("root".into()), limit)
+            .await?
+            .ok_or_else(|| BackendError::Timeout(shed.into()))?;
+        Ok(crate::server::backend::CommandOutput {
+            exit_code: output.exit_code,
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod events;
 pub mod extract;
+mod hooks;
 mod meta;
 pub mod openapi;
 mod sessions;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub gateway: crate::server::ssh::supervisor::GatewayHealth,
     /// What `GET /api/events` streams: shed and session changes.
     pub events: Arc<crate::server::events::EventBus>,
+    /// Whether a create installs the agent state hooks.
+    pub install_hooks: bool,
 }
 
 /// Turns a method filter into the route's method router.
@@ -113,6 +116,11 @@ fn routes() -> Vec<ApiRoute> {
         route(Method::DELETE, SHED, sheds::delete_shed),
         route(Method::POST, "/api/sheds/{name}/start", sheds::start_shed),
         route(Method::POST, "/api/sheds/{name}/stop", sheds::stop_shed),
+        route(
+            Method::POST,
+            "/api/sheds/{name}/hooks",
+            hooks::install_hooks,
+        ),
         route(Method::GET, SESSIONS, sessions::list_sessions),
         route(Method::POST, SESSIONS, sessions::create_session),
         route(Method::GET, SESSION, sessions::get_session),

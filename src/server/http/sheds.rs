@@ -85,9 +85,16 @@ pub(super) async fn create_shed(
     // A create runs to completion (or full rollback) even if the client goes
     // away: dropping it halfway would leave a half-made shed behind.
     let backend = state.backend.clone();
-    let shed = tokio::spawn(async move { backend.create(new).await })
-        .await
-        .map_err(|_| ApiError::Panic)??;
+    let install_hooks = state.install_hooks;
+    let shed = tokio::spawn(async move {
+        let mut shed = backend.create(new).await?;
+        if install_hooks {
+            shed.warnings = hooks_at_create(backend.as_ref(), &shed.name).await;
+        }
+        Ok::<_, crate::server::backend::BackendError>(shed)
+    })
+    .await
+    .map_err(|_| ApiError::Panic)??;
     let location = format!("/api/sheds/{}", shed.name);
     Ok((
         StatusCode::CREATED,
@@ -95,6 +102,23 @@ pub(super) async fn create_shed(
         Json(shed),
     )
         .into_response())
+}
+
+/// Installs every agent's hooks into a new shed; what fails or is skipped
+/// becomes a warning (logged, and in the create's answer), never a failed create.
+async fn hooks_at_create(
+    backend: &dyn crate::server::backend::ShedBackend,
+    shed: &str,
+) -> Vec<String> {
+    let agents = crate::server::hooks::chosen(None);
+    let warnings = match crate::server::hooks::install(backend, shed, &agents).await {
+        Ok(report) => report.skipped(),
+        Err(e) => vec![format!("agent state hooks were not installed: {e}")],
+    };
+    for warning in &warnings {
+        tracing::warn!(shed, "{warning}");
+    }
+    warnings
 }
 
 #[utoipa::path(

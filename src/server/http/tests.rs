@@ -36,6 +36,7 @@ fn app_with_gateway(
         ssh_host_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests".into()),
         gateway,
         events: Arc::new(crate::server::events::EventBus::new(16)),
+        install_hooks: true,
     })
 }
 
@@ -495,4 +496,59 @@ async fn health_is_503_while_the_gateway_is_down() {
         (&json["status"], &json["gateway"]),
         (&"ok".into(), &"up".into())
     );
+}
+
+#[tokio::test]
+async fn hooks_install_over_the_fake_backend() {
+    let app = app(None);
+    call(&app, "POST", "/api/sheds", Some(r#"{"name":"h"}"#), &[]).await;
+    let (s, body) = call(&app, "POST", "/api/sheds/h/hooks", Some("{}"), &[]).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["shed"], "h");
+    assert_eq!(body["helper"]["path"], "/usr/local/bin/shed-hook");
+    assert_eq!(body["helper"]["status"], "installed");
+    let agents: Vec<&str> = body["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["claude", "codex", "gemini"]);
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/api/sheds/h/hooks",
+        Some(r#"{"agents":["gemini","gemini"]}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["agents"].as_array().unwrap().len(), 1);
+
+    let bad = StatusCode::BAD_REQUEST;
+    for body in [
+        r#"{"agents":["opencode"]}"#,
+        r#"{"agents":[]}"#,
+        r#"{"x":1}"#,
+    ] {
+        expect(
+            &app,
+            ("POST", "/api/sheds/h/hooks", Some(body), &[]),
+            bad,
+            "INVALID_REQUEST",
+        )
+        .await;
+    }
+    expect(
+        &app,
+        ("POST", "/api/sheds/Bad/hooks", Some("{}"), &[]),
+        bad,
+        "INVALID_NAME",
+    )
+    .await;
+    let missing = ("POST", "/api/sheds/nope/hooks", Some("{}"), &[][..]);
+    expect(&app, missing, StatusCode::NOT_FOUND, "SHED_NOT_FOUND").await;
+    call(&app, "POST", "/api/sheds/h/stop", None, &[]).await;
+    let stopped = ("POST", "/api/sheds/h/hooks", Some("{}"), &[][..]);
+    expect(&app, stopped, StatusCode::CONFLICT, "SHED_NOT_RUNNING").await;
 }
