@@ -85,6 +85,8 @@ pub struct ServerConfig {
     /// Whether each running shed gets a live tmux control channel that
     /// serves session requests; `false` runs every request as an exec.
     pub control_mode: bool,
+    /// Notification targets (`[[notify]]`), sent on agent state changes.
+    pub notify: Vec<crate::server::notify::NotifyConfig>,
 }
 
 /// The `tls` key: whether the HTTP API is served over TLS.
@@ -131,6 +133,7 @@ impl Default for ServerConfig {
             ssh_max_channels_per_connection: 64,
             event_ring_size: crate::server::events::DEFAULT_RING_SIZE,
             control_mode: true,
+            notify: Vec::new(),
         }
     }
 }
@@ -253,6 +256,9 @@ impl ServerConfig {
             *path = expand_tilde(path);
         }
         self.data_dir = expand_tilde(&self.data_dir);
+        for entry in &mut self.notify {
+            entry.expand_home();
+        }
     }
 
     /// Checks the values as a whole; `path` is only used in messages. Loading
@@ -348,6 +354,8 @@ impl ServerConfig {
                 ),
             ));
         }
+        crate::server::notify::config::check_all(&self.notify)
+            .map_err(|message| invalid("notify", message))?;
         Ok(())
     }
 
