@@ -370,3 +370,21 @@ mod tests {
         assert!(err.contains("entry 2 (command)"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use crate::server::config::{ServerConfig, EXAMPLE_CONFIG};
+    use std::path::Path;
+
+    #[test]
+    fn the_commented_example_entries_parse() {
+        let start = EXAMPLE_CONFIG.find("# [[notify]]").expect("an example");
+        let text: String = EXAMPLE_CONFIG[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = ServerConfig::from_toml(&text, Path::new("example")).unwrap();
+        assert_eq!(config.notify.len(), 3);
+    }
+}
