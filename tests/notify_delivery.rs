@@ -229,3 +229,61 @@ async fn a_lagging_dispatcher_goes_on() {
     assert!(!task.is_finished());
     bus.close();
 }
+
+/// Kills a process by id when the test ends, passed or not.
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(pid) = self.0.parse::<i32>() {
+            // SAFETY: only sends a signal.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_hangs_is_killed_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("done");
+    let bus = Arc::new(EventBus::new(256));
+    let mut config = fast(NotifyConfig::webhook("http://unused.invalid/", SECRET));
+    config.kind = NotifyKind::Command;
+    config.url = None;
+    config.secret = None;
+    config.min_hold_secs = 0;
+    config.timeout_secs = 1;
+    config.retries = 0;
+    config.command = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        // The slow one's sleep is a grandchild: the kill must reach it too.
+        "if [ \"$SHED_SESSION\" = slow ]; then sleep 600 & echo $! > \"$1.pid\"; wait; fi; \
+         echo \"$SHED_SESSION\" > \"$1\""
+            .into(),
+        "notify-test".into(),
+        out.display().to_string(),
+    ];
+    let _task = notify::spawn(&[config], "srv", bus.clone()).unwrap();
+    set_state(&bus, "slow", AgentState::Waiting);
+    set_state(&bus, "quick", AgentState::Waiting);
+    // One target runs one command at a time: `quick` runs only once `slow`
+    // was killed, well before its sleep would end.
+    let (ok, _) = eventually(WAIT, || async { (out.exists(), ()) }).await;
+    assert!(ok, "the hanging command was not killed");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "quick");
+    let pid = std::fs::read_to_string(format!("{}.pid", out.display())).unwrap();
+    let _reap = KillOnDrop(pid.trim().to_string());
+    let stat = format!("/proc/{}/stat", pid.trim());
+    // Gone, or a zombie waiting for a reaper: either way not sleeping.
+    let (dead, last) = eventually(WAIT, || async {
+        let stat = std::fs::read_to_string(&stat).unwrap_or_default();
+        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+        (matches!(state, None | Some('Z') | Some('X')), stat)
+    })
+    .await;
+    assert!(dead, "the command's child is still running: {last}");
+    bus.close();
+}
