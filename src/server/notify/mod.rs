@@ -303,3 +303,42 @@ async fn deliver(name: &str, channel: &Channel, payload: &Payload, retries: u32)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::agent::AgentInfo;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        assert_eq!(backoff(0), BACKOFF_BASE);
+        assert_eq!(backoff(1), BACKOFF_BASE * 2);
+        assert_eq!(backoff(2), BACKOFF_BASE * 4);
+        assert_eq!(backoff(20), BACKOFF_MAX);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_and_counts() {
+        let queue = Queue {
+            items: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            dropped: AtomicU64::new(0),
+        };
+        for i in 0..QUEUE_CAPACITY as u64 + 3 {
+            queue.push(
+                Payload::new("srv", 1, i, "dev", "main", &AgentInfo::default()),
+                "test",
+            );
+        }
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(queue.items.lock().unwrap().len(), QUEUE_CAPACITY);
+        assert_eq!(queue.pop().unwrap().event_id, 3);
+    }
+
+    #[tokio::test]
+    async fn no_entries_no_dispatcher() {
+        let bus = Arc::new(EventBus::new(8));
+        assert!(spawn(&[], "srv", bus).unwrap().is_none());
+    }
+}
