@@ -90,6 +90,8 @@ pub struct ServerConfig {
     /// Whether a create installs the agent state hooks (`shed-hook` and the
     /// Claude Code, Codex and Gemini CLI configurations) into the new shed.
     pub install_hooks: bool,
+    /// Notification targets (`[[notify]]`), sent on agent state changes.
+    pub notify: Vec<crate::server::notify::NotifyConfig>,
 }
 
 /// The `tls` key: whether the HTTP API is served over TLS.
@@ -138,6 +140,7 @@ impl Default for ServerConfig {
             control_mode: true,
             screen_rules: Default::default(),
             install_hooks: true,
+            notify: Vec::new(),
         }
     }
 }
@@ -264,6 +267,9 @@ impl ServerConfig {
             *path = expand_tilde(path);
         }
         self.data_dir = expand_tilde(&self.data_dir);
+        for entry in &mut self.notify {
+            entry.expand_home();
+        }
     }
 
     /// Checks the values as a whole; `path` is only used in messages. Loading
@@ -360,6 +366,8 @@ impl ServerConfig {
             ));
         }
         self.rules().map_err(|e| invalid("screen_rules", e.0))?;
+        crate::server::notify::config::check_all(&self.notify)
+            .map_err(|message| invalid("notify", message))?;
         Ok(())
     }
 

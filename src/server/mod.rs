@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod http;
 pub mod install;
 pub mod listener;
+pub mod notify;
 pub mod repo;
 pub mod sessions;
 pub mod ssh;
@@ -56,6 +57,10 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     // the channels start after the first connect, so the running sheds can
     // be listed at once.
     let events = Arc::new(events::EventBus::new(config.event_ring_size));
+    // Subscribed before the channels start, so no change is missed; it
+    // ends when the bus closes at shutdown.
+    let _notify = notify::spawn(&config.notify, &config.name, events.clone())
+        .context("starting notifications")?;
     backend.start_channels(events.clone());
 
     let host_key =

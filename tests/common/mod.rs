@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 mod cli;
 pub mod http;
 mod image;
+pub mod receiver;
 mod server;
 mod sheds;
 mod ssh;
