@@ -123,6 +123,7 @@ impl Ctx {
                 session,
                 cwd,
                 command,
+                wait_for,
             } => {
                 check_session_name(&session)?;
                 let (client, _) = self.running_shed(&shed).await?;
@@ -143,6 +144,23 @@ impl Ctx {
                     if created.current_command.is_empty() { "finished".into() } else { clean(&created.current_command) },
                     created.name
                 );
+                if let Some(state) = wait_for {
+                    return super::wait::wait_for(&client, &shed, &created.name, state, None).await;
+                }
+            }
+            SessionsCommand::Explain {
+                shed,
+                session,
+                json,
+            } => {
+                check_session_name(&session)?;
+                let (client, _) = self.running_shed(&shed).await?;
+                let explanation = client
+                    .session_agent(&shed, &session)
+                    .await
+                    .or_hint(&client, &shed, &session)
+                    .await?;
+                super::explain::print(&client, &explanation, json)?;
             }
             SessionsCommand::Peek {
                 shed,
