@@ -339,7 +339,7 @@ impl View {
         if sessions.is_empty() {
             println!("No sessions.");
         } else {
-            print_sessions(&sessions);
+            print_sessions(&sessions, true);
         }
         for (server, view) in self.servers.iter().filter(|(_, v)| !v.connected) {
             println!("{}: disconnected ({})", clean(server), clean(&view.detail));
