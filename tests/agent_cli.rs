@@ -591,3 +591,48 @@ fn watch_notify_fires_once_per_change_to_waiting_or_exited() {
     assert_no_controls("notification", &calls.join("\n"));
     assert!(stdout.contains("agent waiting"), "{stdout}");
 }
+
+#[test]
+fn sessions_new_wait_for_waits_after_starting() {
+    let fake = one_session("working");
+    fake.route(
+        "POST /api/sheds/demo/sessions",
+        201,
+        session(
+            "demo",
+            "agent",
+            "working",
+            "2026-01-01T00:00:00Z",
+            "started",
+        ),
+    );
+    let cli = cli_with(&[("box", fake.port)]);
+    let child = spawn(
+        &cli,
+        &[
+            "sessions",
+            "new",
+            "demo",
+            "agent",
+            "--wait-for",
+            "waiting",
+            "--",
+            "claude",
+        ],
+    );
+    assert!(wait_until(LIMIT, || fake.event_requests().len() == 1));
+    fake.push_event(
+        "session.changed",
+        "demo",
+        Some("agent"),
+        json!({"agent": agent("waiting")}),
+    );
+    let out = finish(child);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("Started session agent"), "{stdout}");
+    assert!(
+        stdout.ends_with("demo/agent: waiting (reported waiting)\n"),
+        "{stdout}"
+    );
+}
