@@ -473,6 +473,17 @@ fn explain_prints_source_rule_line_and_times() {
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("answered about"), "{stderr}");
+
+    // A server from before agent states.
+    fake.route(
+        "GET /api/sheds/demo/sessions/agent/agent",
+        404,
+        json!({"error": {"code": "not_found", "message": "no route"}}),
+    );
+    let out = cli.run(&["sessions", "explain", "demo", "agent"]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("cannot explain agent states"), "{stderr}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `shed inbox`: every session, on every configured server, whose agent
 //! needs its user; then the ones that exited, then the idle ones.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -132,15 +133,11 @@ impl Ctx {
             }
         })
         .await;
-        let mut sessions: Vec<(ApiClient, SessionInfo)> = Vec::new();
+        let mut sessions: Vec<SessionInfo> = Vec::new();
         let mut failures: Vec<ServerFailure> = Vec::new();
         for (client, all) in answers.ok {
             let server = client.server().to_string();
-            sessions.extend(
-                with_server(all.sessions, &server)
-                    .into_iter()
-                    .map(|s| (client.clone(), s)),
-            );
+            sessions.extend(with_server(all.sessions, &server));
             failures.extend(all.warnings.into_iter().map(|w| ServerFailure {
                 server: server.clone(),
                 shed: Some(w.shed),
@@ -156,7 +153,7 @@ impl Ctx {
         failures.sort_by(|a, b| a.server.cmp(&b.server));
         all_failed(&failures, clients.len())?;
 
-        let ordered = inbox_order(sessions.iter().map(|(_, s)| s.clone()).collect());
+        let ordered = inbox_order(sessions);
         let waiting = ordered.iter().any(|s| s.agent.state == AgentState::Waiting);
         let outcome = match (waiting, failures.is_empty()) {
             (true, _) => Outcome::Success,
@@ -167,13 +164,12 @@ impl Ctx {
             return Ok(outcome);
         }
         let now = Utc::now();
+        let by_server: HashMap<&str, &ApiClient> =
+            clients.iter().map(|c| (c.server(), c)).collect();
         let rows: Vec<InboxRow> = stream::iter(ordered.into_iter().map(|s| {
-            let client = sessions
-                .iter()
-                .find(|(c, _)| c.server() == s.server)
-                .map(|(c, _)| c.clone());
+            let client = by_server.get(s.server.as_str()).copied();
             async move {
-                let lines = match (&client, s.agent.state) {
+                let lines = match (client, s.agent.state) {
                     (Some(client), AgentState::Waiting | AgentState::Exited) => {
                         preview(client, &s.shed, &s.name).await
                     }

@@ -155,11 +155,13 @@ impl Ctx {
             } => {
                 check_session_name(&session)?;
                 let (client, _) = self.running_shed(&shed).await?;
-                let explanation = client
-                    .session_agent(&shed, &session)
-                    .await
-                    .or_hint(&client, &shed, &session)
-                    .await?;
+                let explanation = match client.session_agent(&shed, &session).await {
+                    Err(e) if e.code() == Some(ErrorCode::NotFound) => bail!(
+                        "server {:?} cannot explain agent states (its shed-server predates them): {e}",
+                        client.server()
+                    ),
+                    other => other.or_hint(&client, &shed, &session).await?,
+                };
                 super::explain::print(&client, &explanation, json)?;
             }
             SessionsCommand::Peek {
