@@ -369,10 +369,12 @@ fn wait_exits_1_when_the_session_is_gone() {
     fake.route(
         "GET /api/sheds/demo/sessions/agent",
         404,
-        json!({"error": {"code": "session_not_found", "message": "no session agent"}}),
+        json!({"error": {"code": "SESSION_NOT_FOUND", "message": "no session agent"}}),
     );
     let out = cli.run(&["wait", "demo", "agent", "--for", "waiting"]);
-    assert_eq!(out.status.code(), Some(1), "{:?}", texts(&out));
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("is gone: no such session"), "{stderr}");
 }
 
 #[test]
@@ -478,7 +480,7 @@ fn explain_prints_source_rule_line_and_times() {
     fake.route(
         "GET /api/sheds/demo/sessions/agent/agent",
         404,
-        json!({"error": {"code": "not_found", "message": "no route"}}),
+        json!({"error": {"code": "NOT_FOUND", "message": "no route"}}),
     );
     let out = cli.run(&["sessions", "explain", "demo", "agent"]);
     let (stdout, stderr) = texts(&out);

@@ -202,7 +202,7 @@ async fn serve(mut stream: impl AsyncRead + AsyncWrite + Unpin, shared: Shared) 
     }
     let (status, body) = routed.unwrap_or((
         404,
-        json!({"error": {"code": "not_found", "message": "no such route"}}).to_string(),
+        json!({"error": {"code": "NOT_FOUND", "message": "no such route"}}).to_string(),
     ));
     let response = format!(
         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
