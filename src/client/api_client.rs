@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::api::agent::AgentExplanation;
 use crate::api::{
     validate_session_name, validate_shed_name, AllSessions, CreateSessionRequest,
     CreateShedRequest, ErrorBody, ErrorCode, SendInputRequest, ServerInfo, SessionInfo,
@@ -636,6 +637,25 @@ impl ApiClient {
             "/api/sheds/{shed}/sessions/{session}/output?lines={lines}"
         ))
         .await
+    }
+
+    /// `GET /api/sheds/{shed}/sessions/{session}/agent`: why the session's
+    /// agent is in its state.
+    pub async fn session_agent(
+        &self,
+        shed: &str,
+        session: &str,
+    ) -> Result<AgentExplanation, ClientError> {
+        let explanation: AgentExplanation = self
+            .get_json(&format!("/api/sheds/{shed}/sessions/{session}/agent"))
+            .await?;
+        if explanation.shed != shed || explanation.session != session {
+            return Err(self.lie(format!(
+                "asked about session {session:?} in shed {shed:?}, answered about {:?} in {:?}",
+                explanation.session, explanation.shed
+            )));
+        }
+        Ok(explanation)
     }
 
     /// `POST /api/sheds/{shed}/sessions/{session}/input`.

@@ -1,8 +1,9 @@
 //! The CLI's arguments.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Persistent Docker workspaces ("sheds") for long-running coding agents.
 #[derive(Debug, Parser)]
@@ -13,7 +14,8 @@ use clap::{Parser, Subcommand};
   shed sessions peek demo agent --follow
   shed attach demo -S agent
 
-Exit codes: 0 success, 1 error, 2 bad usage, 3 partial result (a server did not answer).")]
+Exit codes: 0 success, 1 error, 2 bad usage, 3 partial result (a server did not answer).
+`shed inbox` and `shed wait` define their own; see their --help.")]
 #[command(name = "shed", version, propagate_version = true)]
 pub struct Cli {
     /// Config file [default: ~/.config/shed/config.toml].
@@ -173,6 +175,76 @@ C-b d detaches; whatever runs in the session keeps running.")]
     /// Install the hooks that make agents report their state to shed.
     #[command(subcommand)]
     Hooks(HooksCommand),
+    /// List every session whose agent waits for you, on every configured server.
+    #[command(
+        after_help = "Rows: waiting (longest wait first), then exited, then idle; working
+sessions are left out. Each row shows how long it has been in its state,
+the last lines of its screen (waiting and exited rows) and the command
+that attaches to it.
+
+Examples:
+  shed inbox
+  shed inbox --json
+  shed -s box inbox                 # one server only
+  shed inbox -q && echo 'an agent needs you'
+
+Exit codes: 0 at least one session waits (even if a server failed; it is
+named on stderr); 1 nothing waits and every server answered; 2 bad usage,
+or no server answered at all; 3 nothing waits among the answers, but a
+server or shed did not answer, so something may."
+    )]
+    Inbox {
+        /// Print JSON: {"sessions":[...],"errors":[...]}.
+        #[arg(long)]
+        json: bool,
+        /// Print nothing; the exit code says whether anything waits.
+        #[arg(short, long, conflicts_with = "json")]
+        quiet: bool,
+    },
+    /// Block until a session's agent reaches a state.
+    #[command(
+        after_help = "Follows the server's event stream (reconnecting, and resuming where it
+left off, if it drops), so it returns as soon as the state is reported.
+
+Examples:
+  shed wait demo agent --for waiting
+  shed wait demo agent --for any --timeout 30m
+  shed wait demo agent --for exited --timeout 90   # plain seconds
+
+DURATION: 30s, 5m, 1h30m, 500ms, or plain seconds.
+
+Exit codes: 0 the state was reached (or already held); 124 timeout;
+1 the session is gone (or another error); 2 bad usage."
+    )]
+    Wait {
+        /// Shed name.
+        shed: String,
+        /// Session name.
+        session: String,
+        /// The state to wait for; `any` means any change from the current one.
+        #[arg(long = "for", value_enum, value_name = "STATE")]
+        state: WaitFor,
+        /// Give up after this long (exit 124).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+    },
+    /// A live view of every session and its agent, with desktop notifications if asked.
+    #[command(after_help = "Examples:
+  shed watch
+  shed watch --all --notify
+
+--notify raises a desktop notification when a session's agent starts
+waiting or exits (once per change): notify-send where it is on PATH,
+osascript on macOS, otherwise the terminal's own (OSC 777 and OSC 9) and
+its bell. Ctrl-C stops the watch (exit 0).")]
+    Watch {
+        /// Every configured server, not just one.
+        #[arg(long)]
+        all: bool,
+        /// Notify when an agent starts waiting or exits.
+        #[arg(long)]
+        notify: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// Shell to generate for.
@@ -202,6 +274,20 @@ pub enum SessionsCommand {
         /// Command and arguments [default: a shell].
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
+        /// Then block until its agent reaches this state (as `shed wait` does).
+        #[arg(long, value_enum, value_name = "STATE")]
+        wait_for: Option<WaitFor>,
+    },
+    /// Show why a session's agent is in its state: the source that decided,
+    /// the rule and screen line, and the times.
+    Explain {
+        /// Shed name.
+        shed: String,
+        /// Session name.
+        session: String,
+        /// Print the server's explanation as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a session's recent output, scrollback included.
     Peek {
@@ -255,6 +341,63 @@ See docs/hooks.md for what is written where.")]
 
 fn parse_hook_agent(text: &str) -> Result<crate::api::hooks::HookAgent, String> {
     text.parse()
+}
+
+/// What `shed wait --for` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitFor {
+    /// The agent needs its user.
+    Waiting,
+    /// The agent is done with its turn.
+    Idle,
+    /// The agent's program ended.
+    Exited,
+    /// The agent is busy.
+    Working,
+    /// Any change of state from the current one.
+    Any,
+}
+
+/// Longest duration accepted, so arithmetic on deadlines cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses `30s`, `5m`, `1h30m`, `500ms`, `2d` or plain seconds (`90`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {text:?}: use e.g. 30s, 5m, 1h30m or plain seconds");
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: u64 = text.parse().map_err(|_| bad())?;
+        let d = Duration::from_secs(secs);
+        return if d <= MAX_DURATION { Ok(d) } else { Err(bad()) };
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 12 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let part = match &rest[..unit] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit..];
+        total = total.saturating_add(part);
+        if total > MAX_DURATION {
+            return Err(bad());
+        }
+    }
+    Ok(total)
 }
 
 /// `shed server ...`.
@@ -329,6 +472,9 @@ mod tests {
             &["attach"],
             &["sessions"],
             &["server", "add"],
+            &["inbox"],
+            &["wait"],
+            &["watch"],
         ] {
             let mut command = &cli;
             for name in path {
@@ -340,6 +486,69 @@ mod tests {
                 "{path:?}"
             );
         }
+    }
+
+    #[test]
+    fn durations_parse() {
+        let secs = Duration::from_secs;
+        assert_eq!(parse_duration("90"), Ok(secs(90)));
+        assert_eq!(parse_duration("30s"), Ok(secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(secs(172_800)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in [
+            "",
+            "m",
+            "5x",
+            "1h30",
+            "-5s",
+            "1.5s",
+            "99999999999999s",
+            "400d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn agent_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "shed",
+            "wait",
+            "demo",
+            "agent",
+            "--for",
+            "waiting",
+            "--timeout",
+            "1h30m",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Wait { state, timeout, .. } => {
+                assert_eq!(state, WaitFor::Waiting);
+                assert_eq!(timeout, Some(Duration::from_secs(5400)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["shed", "wait", "demo", "agent", "--for", "nap"]).is_err());
+        let cli = Cli::try_parse_from(["shed", "watch", "--all", "--notify"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Watch {
+                all: true,
+                notify: true
+            }
+        ));
+        let cli = Cli::try_parse_from(["shed", "sessions", "explain", "demo", "agent"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Sessions {
+                action: Some(SessionsCommand::Explain { .. }),
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["shed", "inbox", "--json", "-q"]).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod api_client;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod notify;
 pub mod output;
 pub mod sse;
 pub mod ssh;

@@ -85,6 +85,25 @@ pub fn clean(text: &str) -> String {
     out
 }
 
+/// `value` as pretty JSON in which every control character (C0 but the
+/// layout's newlines, DEL, C1) and bidirectional control is written as a
+/// `\uXXXX` escape: the same document to a JSON reader, and nothing a
+/// terminal would obey when it is printed as is.
+pub fn safe_json<T: serde::Serialize>(value: &T) -> serde_json::Result<String> {
+    let text = serde_json::to_string_pretty(value)?;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        // serde_json already escapes C0 inside strings, so a raw control
+        // character here is one it let through (DEL, C1) or the layout's.
+        if (c.is_control() && c != '\n') || is_bidi_control(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 /// Skips a CSI sequence's parameters and intermediates, and its final byte.
 fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     while chars
@@ -143,6 +162,20 @@ mod tests {
         let col = lines[0].find("STATUS").unwrap();
         assert_eq!(lines[1].find("running"), Some(col), "{out}");
         assert_eq!(lines[2].find("stopped"), Some(col), "{out}");
+    }
+
+    #[test]
+    fn safe_json_escapes_what_serde_lets_through() {
+        let value = serde_json::json!({"a": "x\u{9b}2J\u{202e}\u{7f}\u{1b}]0;t\u{7}"});
+        let text = safe_json(&value).unwrap();
+        assert!(
+            !text
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || is_bidi_control(c)),
+            "{text:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

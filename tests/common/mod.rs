@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod cli;
+pub mod fake_api;
 pub mod http;
 mod image;
 pub mod receiver;

@@ -1,17 +1,17 @@
 //! Hostile-input tests: a malicious API server against the CLI.
 //!
-//! [`FakeApi`] is a tiny HTTP/1.1 server (optionally behind TLS) that answers
-//! whatever a test tells it to, and records every request that reached it.
+//! [`FakeApi`] (in `tests/common/fake_api.rs`) is a tiny HTTP/1.1 server
+//! (optionally behind TLS) that answers whatever a test tells it to, and
+//! records every request that reached it.
 //! The CLI runs as a real process against it; the assertions are on the files
 //! the CLI writes and on what it prints.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::common::fake_api::FakeApi;
 use crate::common::{texts, Cli};
 
 /// The gateway key the fake server usually reports.
@@ -22,8 +22,6 @@ const KEY_B: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIWWTdiZSKd9Jz9QiF2U6cB9tSejJpoEtJyoqjnFpFBX";
 /// The SSH port the fake server announces.
 const SSH_PORT: u16 = 2299;
-/// Largest request head the fake server reads.
-const MAX_HEAD: usize = 64 * 1024;
 
 /// `ssh-keygen -lf` form of a public key's fingerprint.
 fn ssh_fingerprint(key: &str) -> String {
@@ -33,14 +31,8 @@ fn ssh_fingerprint(key: &str) -> String {
         .to_string()
 }
 
-/// A lying shed-server on 127.0.0.1.
-struct FakeApi {
-    port: u16,
-    routes: Arc<Mutex<HashMap<String, (u16, String)>>>,
-    requests: Arc<Mutex<Vec<String>>>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
+/// A lying shed-server on 127.0.0.1, answering `/api/info` and
+/// `/api/ssh-host-key` as a shed-server would until a test says otherwise.
 impl FakeApi {
     /// Plain HTTP.
     fn plain() -> FakeApi {
@@ -49,134 +41,11 @@ impl FakeApi {
 
     /// HTTPS with `tls`.
     fn start(tls: Option<Arc<rustls::ServerConfig>>) -> FakeApi {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let routes: Arc<Mutex<HashMap<String, (u16, String)>>> = Arc::default();
-        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (r, q) = (routes.clone(), requests.clone());
-        runtime.spawn(async move {
-            let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-            while let Ok((stream, _)) = listener.accept().await {
-                let (r, q, acceptor) = (r.clone(), q.clone(), acceptor.clone());
-                tokio::spawn(async move {
-                    match acceptor {
-                        Some(acceptor) => {
-                            if let Ok(tls) = acceptor.accept(stream).await {
-                                serve(tls, r, q).await;
-                            }
-                        }
-                        None => serve(stream, r, q).await,
-                    }
-                });
-            }
-        });
-        let fake = FakeApi {
-            port,
-            routes,
-            requests,
-            runtime: Some(runtime),
-        };
+        let fake = FakeApi::bare(tls);
         fake.route("GET /api/info", 200, info("evil"));
         fake.route("GET /api/ssh-host-key", 200, host_key(KEY_A));
         fake
     }
-
-    /// Answers `method_path` (e.g. `GET /api/sheds`, no query) with `body`.
-    fn route(&self, method_path: &str, status: u16, body: Value) {
-        self.routes
-            .lock()
-            .unwrap()
-            .insert(method_path.to_string(), (status, body.to_string()));
-    }
-
-    /// Every request received so far: head and body.
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeApi {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// One request per connection, answered and closed.
-async fn serve(
-    mut stream: impl AsyncRead + AsyncWrite + Unpin,
-    routes: Arc<Mutex<HashMap<String, (u16, String)>>>,
-    requests: Arc<Mutex<Vec<String>>>,
-) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => {
-                if !buf.is_empty() {
-                    requests
-                        .lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf).into_owned());
-                }
-                return;
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-        .min(MAX_HEAD);
-    while buf.len() < head_end + length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    requests
-        .lock()
-        .unwrap()
-        .push(String::from_utf8_lossy(&buf).into_owned());
-    let mut first = head.lines().next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default();
-    let path = first.next().unwrap_or_default();
-    let path = path.split('?').next().unwrap_or_default();
-    let (status, body) = routes
-        .lock()
-        .unwrap()
-        .get(&format!("{method} {path}"))
-        .cloned()
-        .unwrap_or((
-            404,
-            json!({"error": {"code": "not_found", "message": "no such route"}}).to_string(),
-        ));
-    let response = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
 }
 
 fn info(name: &str) -> Value {

@@ -1,13 +1,16 @@
 //! What each CLI command does: the dispatch and the server resolution every
 //! command shares live here; the commands themselves live in one file per area.
 
+mod explain;
 mod hooks;
+mod inbox;
 mod prompt;
 mod servers;
 mod sessions;
 mod sheds;
 mod ssh;
 mod ssh_config;
+mod wait;
 mod watch;
 
 use std::future::Future;
@@ -22,7 +25,7 @@ use crate::api::{validate_session_name, validate_shed_name, ErrorCode, Shed, She
 use crate::client::api_client::ApiClient;
 use crate::client::cli::{Cli, Command};
 use crate::client::config::{ClientConfig, ServerEntry};
-use crate::client::output::{one_line, warn};
+use crate::client::output::{clean, one_line, warn};
 
 pub use sessions::session_exec_script;
 
@@ -33,6 +36,14 @@ pub enum Outcome {
     Success,
     /// Some servers failed but results were printed; exit 3.
     Partial,
+    /// `inbox`: every server answered and nothing waits; exit 1.
+    NothingWaits,
+    /// `inbox`: no server could be asked at all; exit 2.
+    NoAnswer,
+    /// `wait`: the time ran out first; exit 124, as timeout(1) does.
+    TimedOut,
+    /// `wait`: the session went away first; exit 1.
+    Gone,
 }
 
 impl Outcome {
@@ -41,6 +52,9 @@ impl Outcome {
         match self {
             Outcome::Success => 0,
             Outcome::Partial => 3,
+            Outcome::NothingWaits | Outcome::Gone => 1,
+            Outcome::NoAnswer => 2,
+            Outcome::TimedOut => 124,
         }
     }
 }
@@ -158,7 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             json,
             watch,
         } => match action {
-            None if watch => ctx.watch_sessions(all).await,
+            None if watch => ctx.watch_sessions(all, false).await,
             None => {
                 ctx.list_sessions(shed.or(shed_flag).as_deref(), all, json)
                     .await
@@ -181,6 +195,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Hooks(crate::client::cli::HooksCommand::Install { name, agents, json }) => {
             ctx.install_hooks(&name, agents, json).await
         }
+        Command::Inbox { json, quiet } => match ctx.inbox(json, quiet).await {
+            Ok(outcome) => Ok(outcome),
+            // Exit 1 means "nothing waits" here, so a failure to ask must
+            // not look like an answer.
+            Err(e) => {
+                eprintln!("error: {}", clean(&one_line(&format!("{e:#}"))));
+                Ok(Outcome::NoAnswer)
+            }
+        },
+        Command::Wait {
+            shed,
+            session,
+            state,
+            timeout,
+        } => ctx.wait(&shed, &session, state, timeout).await,
+        Command::Watch { all, notify } => ctx.watch_sessions(all, notify).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

@@ -96,7 +96,7 @@ impl Ctx {
             if sessions.is_empty() {
                 println!("No sessions. Start one with `shed sessions new SHED NAME` or `shed attach SHED`.");
             } else {
-                print_sessions(&sessions);
+                print_sessions(&sessions, false);
             }
         }
         Ok(outcome(&failures))
@@ -123,6 +123,7 @@ impl Ctx {
                 session,
                 cwd,
                 command,
+                wait_for,
             } => {
                 check_session_name(&session)?;
                 let (client, _) = self.running_shed(&shed).await?;
@@ -143,6 +144,25 @@ impl Ctx {
                     if created.current_command.is_empty() { "finished".into() } else { clean(&created.current_command) },
                     created.name
                 );
+                if let Some(state) = wait_for {
+                    return super::wait::wait_for(&client, &shed, &created.name, state, None).await;
+                }
+            }
+            SessionsCommand::Explain {
+                shed,
+                session,
+                json,
+            } => {
+                check_session_name(&session)?;
+                let (client, _) = self.running_shed(&shed).await?;
+                let explanation = match client.session_agent(&shed, &session).await {
+                    Err(e) if e.code() == Some(ErrorCode::NotFound) => bail!(
+                        "server {:?} cannot explain agent states (its shed-server predates them): {e}",
+                        client.server()
+                    ),
+                    other => other.or_hint(&client, &shed, &session).await?,
+                };
+                super::explain::print(&client, &explanation, json)?;
             }
             SessionsCommand::Peek {
                 shed,
@@ -267,15 +287,22 @@ pub(super) fn with_server(sessions: Vec<SessionInfo>, server: &str) -> Vec<Sessi
         .collect()
 }
 
-pub(super) fn print_sessions(sessions: &[SessionInfo]) {
+/// Prints the session table; with `agent`, an AGENT column after SESSION
+/// shows each agent's state and how long it has held it.
+pub(super) fn print_sessions(sessions: &[SessionInfo], agent: bool) {
     let now = Utc::now();
     let rows = sessions
         .iter()
         .map(|s| {
-            vec![
-                s.server.clone(),
-                s.shed.clone(),
-                s.name.clone(),
+            let mut row = vec![s.server.clone(), s.shed.clone(), s.name.clone()];
+            if agent {
+                row.push(format!(
+                    "{} {}",
+                    s.agent.state,
+                    relative_time(s.agent.since, now)
+                ));
+            }
+            row.extend([
                 match (s.exited, s.exit_status) {
                     (true, Some(code)) => format!("exited {code}"),
                     (true, None) => "exited".to_string(),
@@ -290,19 +317,16 @@ pub(super) fn print_sessions(sessions: &[SessionInfo]) {
                 s.windows.to_string(),
                 relative_time(s.created_at, now),
                 relative_time(s.last_activity, now),
-            ]
+            ]);
+            row
         })
         .collect();
-    println!(
-        "{}",
-        table(
-            &[
-                "SERVER", "SHED", "SESSION", "STATUS", "CMD", "ATTACHED", "WINDOWS", "CREATED",
-                "ACTIVE"
-            ],
-            rows
-        )
-    );
+    let mut headers = vec!["SERVER", "SHED", "SESSION"];
+    if agent {
+        headers.push("AGENT");
+    }
+    headers.extend(["STATUS", "CMD", "ATTACHED", "WINDOWS", "CREATED", "ACTIVE"]);
+    println!("{}", table(&headers, rows));
 }
 
 /// Lines of a pane shown when its command exited at once.

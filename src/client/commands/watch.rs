@@ -7,7 +7,7 @@
 //! `resync` needs nothing special. The tasks talk to the printer through a
 //! bounded queue, so a slow terminal slows the readers instead of growing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -17,9 +17,11 @@ use tokio::sync::mpsc;
 
 use super::sessions::{print_sessions, with_server};
 use super::{Ctx, Outcome};
+use crate::api::agent::AgentState;
 use crate::api::events::{Event, EventKind};
 use crate::api::{validate_shed_name, SessionInfo};
 use crate::client::api_client::ApiClient;
+use crate::client::notify::{self, Notification};
 use crate::client::output::clean;
 
 /// Updates queued between the server tasks and the printer.
@@ -51,8 +53,10 @@ enum Update {
 }
 
 impl Ctx {
-    /// `shed sessions --watch [--all]`.
-    pub(super) async fn watch_sessions(&self, all: bool) -> anyhow::Result<Outcome> {
+    /// `shed watch [--all] [--notify]` and `shed sessions --watch [--all]`.
+    pub(super) async fn watch_sessions(&self, all: bool, notify: bool) -> anyhow::Result<Outcome> {
+        let notifier = notify.then(notify::desktop);
+        let mut changes = Changes::default();
         let clients = if all {
             self.all_clients()?
         } else {
@@ -86,6 +90,15 @@ impl Ctx {
                 _ = interrupt.recv() => break,
                 update = rx.recv() => {
                     let Some(update) = update else { break };
+                    if let Some(notifier) = &notifier {
+                        if let Update::Connected { server, sessions }
+                        | Update::Changed { server, sessions, .. } = &update
+                        {
+                            for n in changes.observe(server, sessions) {
+                                notifier.notify(&n);
+                            }
+                        }
+                    }
                     let line = view.apply(update);
                     if terminal {
                         view.redraw(Some(&line));
@@ -176,6 +189,63 @@ async fn stream(
     Ok(())
 }
 
+/// Which sessions' agents changed to a state worth a notification.
+///
+/// A server's first list only records the states (a session that was
+/// already waiting when the watch started is no news); after that, each
+/// session whose agent is now waiting or exited, and was not in that state
+/// at the last list, is reported once. Sessions gone from a list are
+/// forgotten, so one that comes back waiting is news again.
+#[derive(Default)]
+struct Changes {
+    seen: HashSet<String>,
+    states: HashMap<(String, String, String), AgentState>,
+}
+
+/// Sessions remembered per watch, across servers; beyond it, new sessions
+/// are not tracked (and so never notified about).
+const MAX_TRACKED: usize = 10_000;
+
+impl Changes {
+    /// The notifications that `server`'s new session list calls for.
+    fn observe(&mut self, server: &str, sessions: &[SessionInfo]) -> Vec<Notification> {
+        let first = self.seen.insert(server.to_string());
+        let mut out = Vec::new();
+        let mut now: HashMap<(String, String, String), AgentState> = HashMap::new();
+        for s in sessions {
+            let key = (server.to_string(), s.shed.clone(), s.name.clone());
+            let state = s.agent.state;
+            let before = self.states.get(&key).copied();
+            let news = matches!(state, AgentState::Waiting | AgentState::Exited)
+                && before != Some(state)
+                && !first;
+            if news {
+                let what = match (state, s.agent.exit_code) {
+                    (AgentState::Exited, Some(code)) => format!("exited with status {code}"),
+                    (AgentState::Exited, None) => "exited".to_string(),
+                    _ => "is waiting for you".to_string(),
+                };
+                out.push(Notification::new(
+                    &format!("shed: {}/{} {what}", s.shed, s.name),
+                    &format!(
+                        "{} on {server}: {}. shed attach {} -S {}",
+                        s.agent.kind, s.agent.reason, s.shed, s.name
+                    ),
+                ));
+            }
+            now.insert(key, state);
+        }
+        self.states.retain(|(srv, _, _), _| srv != server);
+        for (key, state) in now {
+            if self.states.len() >= MAX_TRACKED {
+                break;
+            }
+            self.states.insert(key, state);
+        }
+        out
+    }
+}
+
 /// What the watch shows.
 #[derive(Default)]
 struct View {
@@ -216,7 +286,15 @@ impl View {
             } => {
                 let what = match (&event.kind, &event.session) {
                     (EventKind::Resync, _) => "resync".to_string(),
-                    (kind, Some(session)) => format!("{kind} {}/{}", event.shed, session),
+                    (kind, Some(session)) => match event
+                        .data
+                        .get("agent")
+                        .and_then(|a| a.get("state"))
+                        .and_then(|s| s.as_str())
+                    {
+                        Some(state) => format!("{kind} {}/{} agent {state}", event.shed, session),
+                        None => format!("{kind} {}/{}", event.shed, session),
+                    },
                     (kind, None) => format!("{kind} {}", event.shed),
                 };
                 let line = format!(
@@ -261,7 +339,7 @@ impl View {
         if sessions.is_empty() {
             println!("No sessions.");
         } else {
-            print_sessions(&sessions);
+            print_sessions(&sessions, true);
         }
         for (server, view) in self.servers.iter().filter(|(_, v)| !v.connected) {
             println!("{}: disconnected ({})", clean(server), clean(&view.detail));
@@ -276,6 +354,49 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::agent::AgentInfo;
+
+    fn session(name: &str, state: AgentState) -> SessionInfo {
+        let mut s: SessionInfo = serde_json::from_value(serde_json::json!({
+            "name": name, "shed": "demo", "server": "box",
+            "created_at": "2026-01-01T00:00:00Z", "last_activity": "2026-01-01T00:00:00Z",
+            "idle_seconds": 0, "attached": 0, "windows": 1, "current_command": "claude",
+            "cwd": "/workspace", "status": "idle",
+        }))
+        .unwrap();
+        s.agent = AgentInfo {
+            state,
+            reason: "r\x1b[2J".into(),
+            ..AgentInfo::default()
+        };
+        s
+    }
+
+    #[test]
+    fn notifies_once_per_change_to_waiting_or_exited() {
+        use AgentState::*;
+        let mut changes = Changes::default();
+        // Already waiting at the start: no news.
+        assert!(changes.observe("box", &[session("a", Waiting)]).is_empty());
+        assert!(changes.observe("box", &[session("a", Waiting)]).is_empty());
+        assert!(changes.observe("box", &[session("a", Working)]).is_empty());
+        let n = changes.observe("box", &[session("a", Waiting), session("b", Working)]);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].title, "shed: demo/a is waiting for you");
+        assert!(!n[0].body.contains('\x1b'), "{:?}", n[0].body);
+        assert!(changes
+            .observe("box", &[session("a", Waiting), session("b", Working)])
+            .is_empty());
+        let n = changes.observe("box", &[session("a", Waiting), session("b", Exited)]);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].title, "shed: demo/b exited");
+        // Idle is not worth a notification.
+        assert!(changes
+            .observe("box", &[session("a", Idle), session("b", Exited)])
+            .is_empty());
+        // Another server's first list is a baseline too.
+        assert!(changes.observe("two", &[session("a", Waiting)]).is_empty());
+    }
 
     #[test]
     fn lines_are_sanitized_and_disconnects_kept() {
