@@ -885,7 +885,7 @@ mod tests {
         let s = |p: &[&AgentInfo]| summarize(p).map(|(i, _)| i);
         assert_eq!(s(&[&shell_waiting, &claude_idle]), Some(1));
         assert_eq!(s(&[&claude_idle, &codex_working, &codex_waiting]), Some(2));
-        assert_eq!(s(&[&claude_idle, &exited]), Some(0 + 1));
+        assert_eq!(s(&[&claude_idle, &exited]), Some(1));
         assert_eq!(s(&[&exited, &codex_working]), Some(1));
         assert_eq!(s(&[&codex_working, &codex_working]), Some(0));
         let shell_idle = info(Shell, Idle);

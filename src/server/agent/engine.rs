@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::detect::{summarize, Observation, PaneTracker, ScreenRules};
 use crate::api::agent::{AgentExplanation, AgentInfo};
+use crate::server::control::client::is_pane_id;
 use crate::server::control::model::{Model, Session, MAX_PANES};
 
 /// How often the engine re-evaluates every pane without news from tmux, so
@@ -190,9 +191,121 @@ impl ShedAgents {
     }
 }
 
-/// Whether `id` is a tmux pane id, `%` and digits: only such ids are ever
-/// used as a command target.
-pub fn is_pane_id(id: &str) -> bool {
-    id.strip_prefix('%')
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::agent::{AgentKind, AgentState};
+    use crate::server::agent::rules::Rules;
+    use crate::server::control::model::{Pane, STATE_OPTION};
+
+    fn pane(id: &str, command: &str, activity: i64) -> Pane {
+        Pane {
+            id: id.into(),
+            window_id: "@1".into(),
+            window_index: 0,
+            window_active: true,
+            active: true,
+            dead: false,
+            dead_status: None,
+            pid: Some(1),
+            current_command: command.into(),
+            current_path: "/".into(),
+            bell: false,
+            window_activity: Some(activity),
+            start_command: String::new(),
+            options: Default::default(),
+        }
+    }
+
+    fn session(name: &str, panes: Vec<Pane>) -> Session {
+        Session {
+            name: name.into(),
+            id: "$1".into(),
+            created: 1_000_000,
+            activity: 1_000_000,
+            window_activity: None,
+            attached: 0,
+            windows: 1,
+            current_command: "bash".into(),
+            cwd: "/".into(),
+            options: Default::default(),
+            panes,
+        }
+    }
+
+    fn model(sessions: Vec<Session>) -> Model {
+        Model {
+            sessions: sessions.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            truncated: false,
+        }
+    }
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn summaries_change_by_time_alone_and_trackers_follow_the_panes() {
+        let mut engine = ShedAgents::new(Arc::new(Rules::builtin()));
+        let m = model(vec![session(
+            "a",
+            vec![
+                pane("%1", "bash", 1_000_000),
+                pane("%2", "claude", 1_000_000),
+            ],
+        )]);
+        // First look: recent output, nothing decided; not a change.
+        assert!(engine.observe(&m, &HashMap::new(), at(1)).is_empty());
+        assert_eq!(engine.tracked(), 2);
+        // The same model, later: quiet turns idle with no news from tmux.
+        let changed = engine.observe(&m, &HashMap::new(), at(6));
+        let agent = &changed["a"];
+        assert_eq!(
+            (agent.kind, agent.state),
+            (AgentKind::Claude, AgentState::Idle)
+        );
+        let explained = engine.explain("s", m.get("a").unwrap(), at(6));
+        assert_eq!(explained.decided_by.as_deref(), Some("%2"));
+        assert_eq!(explained.panes.len(), 2);
+        // A report through the option: a change.
+        let mut reported = m.clone();
+        let p = &mut reported.sessions.get_mut("a").unwrap().panes[1];
+        p.options.insert(STATE_OPTION.into(), "waiting".into());
+        let changed = engine.observe(&reported, &HashMap::new(), at(7));
+        assert_eq!(changed["a"].state, AgentState::Waiting);
+        // A pane goes away: its tracker with it.
+        let fewer = model(vec![session("a", vec![pane("%1", "bash", 1_000_000)])]);
+        engine.observe(&fewer, &HashMap::new(), at(8));
+        assert_eq!(engine.tracked(), 1);
+        assert!(engine
+            .observe(&Model::default(), &HashMap::new(), at(9))
+            .is_empty());
+        assert_eq!(engine.tracked(), 0);
+        // A session it never saw is looked at once.
+        let unseen = session("b", vec![pane("%9", "codex", 1_000_000)]);
+        assert_eq!(engine.agent_of(&unseen, at(100)).state, AgentState::Idle);
+        assert_eq!(engine.agent_of(&unseen, at(100)).kind, AgentKind::Codex);
+    }
+
+    #[test]
+    fn captures_are_capped_and_go_to_agents_whose_output_moved() {
+        let mut engine = ShedAgents::new(Arc::new(Rules::builtin()));
+        let panes: Vec<Pane> = (0..100)
+            .map(|i| pane(&format!("%{i}"), "claude", 1_000_000))
+            .chain([pane("%200", "bash", 1_000_000), pane("x;kill", "claude", 1)])
+            .collect();
+        let m = model(vec![session("a", panes)]);
+        let wanted = engine.wanted_captures(&m);
+        assert_eq!(wanted.len(), MAX_CAPTURES_PER_TICK);
+        assert!(wanted.iter().all(|id| is_pane_id(id) && id != "%200"));
+        let screens: HashMap<String, String> = wanted
+            .iter()
+            .map(|id| (id.clone(), "screen".into()))
+            .collect();
+        engine.observe(&m, &screens, at(1));
+        // The captured ones are not wanted again until their output moves.
+        let next = engine.wanted_captures(&m);
+        assert_eq!(next.len(), MAX_CAPTURES_PER_TICK);
+        assert!(next.iter().all(|id| !wanted.contains(id)));
+    }
 }

@@ -18,7 +18,7 @@ use crate::api::ErrorBody;
     paths(
         health, info, ssh_host_key, list_sheds, create_shed, get_shed, delete_shed, start_shed,
         stop_shed, list_sessions, create_session, get_session, kill_session, session_output,
-        send_input, all_sessions, events, openapi_json
+        session_agent, send_input, all_sessions, events, openapi_json
     ),
     // What an event stream's `data:` carries, for clients that parse it.
     components(schemas(crate::api::events::Event, crate::api::events::EventKind)),
