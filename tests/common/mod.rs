@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod cli;
+mod events;
 pub mod http;
 mod image;
 mod server;
@@ -17,6 +18,7 @@ mod ssh;
 mod tmux;
 
 pub use cli::*;
+pub use events::*;
 pub use image::*;
 pub use server::*;
 pub use sheds::*;
