@@ -95,13 +95,14 @@ async fn reports_exits_and_bells_decide_and_are_explained() {
         .iter()
         .find(|g| g.kind == "session.created" && g.json["session"] == "rep")
         .expect("rep's session.created");
-    assert!(
-        created.json["data"]["agent"]["state"].is_string(),
-        "{created:?}"
-    );
+    // The creation already names the agent, from the start command.
+    let agent = &created.json["data"]["agent"];
+    assert_eq!(agent["kind"], "claude", "{created:?}");
 
     // Exit with status 3: exited, the status, the kind from the start command.
-    let agent = agent_until(&server, "ag", "ex", "exit", |a| a["state"] == "exited").await;
+    // tmux learns the status a moment after it marks the pane dead.
+    let exited = |a: &Value| a["state"] == "exited" && !a["exit_code"].is_null();
+    let agent = agent_until(&server, "ag", "ex", "exit", exited).await;
     assert_eq!(agent["source"], "exit");
     assert_eq!(agent["exit_code"], 3);
     assert_eq!(agent["kind"], "codex");
@@ -232,7 +233,8 @@ async fn without_a_channel_exits_are_known_and_the_rest_is_not() {
     make_shed(&server, "ex").await;
     create_session(&server, "ex", "gone", "/opt/fake-agents/codex exit:3").await;
     create_session(&server, "ex", "live", "/opt/fake-agents/claude prompt").await;
-    let agent = agent_until(&server, "ex", "gone", "exit", |a| a["state"] == "exited").await;
+    let exited = |a: &Value| a["state"] == "exited" && !a["exit_code"].is_null();
+    let agent = agent_until(&server, "ex", "gone", "exit", exited).await;
     assert_eq!(agent["exit_code"], 3);
     assert_eq!(agent["source"], "exit");
     let r = get(&server.url("/api/sheds/ex/sessions/live")).await;
