@@ -633,6 +633,13 @@ mod tests {
         for s in 11..30 {
             assert_eq!(feed(&mut t, &obs(10), s * 1000), AgentState::Idle);
         }
+        // Nor does a short burst: two changes 200 ms apart (output that
+        // crossed a second boundary), then quiet.
+        assert_eq!(feed(&mut t, &obs(40), 40_800), AgentState::Idle);
+        assert_eq!(feed(&mut t, &obs(41), 41_000), AgentState::Idle);
+        for s in 42..50 {
+            assert_eq!(feed(&mut t, &obs(41), s * 1000), AgentState::Idle);
+        }
         // A clock redrawing once a minute never makes working either.
         for m in 1..5 {
             let ms = 10_000 + m * 60_000;
