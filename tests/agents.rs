@@ -247,3 +247,39 @@ async fn without_a_channel_exits_are_known_and_the_rest_is_not() {
     assert_eq!(r.json["agent"]["reason"], "no control channel");
     assert_eq!(r.json["panes"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn junk_reports_from_a_compromised_agent_are_ignored_and_never_echoed() {
+    let server = channel_server();
+    make_shed(&server, "junk").await;
+    let command = r#"tmux set-option -p @shed_state "$(printf 'waiting\033[2J\a')"; tmux set-option -p @shed_resume_id "$(printf 'id\033]0;x\a')"; tmux set-option -p @shed_agent evil; tmux set-option -p @shed_state "$(head -c 10000 /dev/zero | tr '\0' w)"; tmux set-option -p @shed_resume_id "$(head -c 10000 /dev/zero | tr '\0' r)"; echo set; exec sleep 300"#;
+    create_session(&server, "junk", "evil", command).await;
+    let url = server.url("/api/sheds/junk/sessions/evil");
+    // Wait until the last option is visible through the model's own field.
+    let (ok, body) = eventually(STATE_WAIT, || async {
+        let r = get(&server.url("/api/sheds/junk/sessions/evil/output")).await;
+        (
+            r.json["output"].as_str().unwrap_or("").contains("set"),
+            r.json,
+        )
+    })
+    .await;
+    assert!(ok, "{body}");
+    let agent = agent_until(&server, "junk", "evil", "a decision", |a| {
+        a["state"] != "unknown"
+    })
+    .await;
+    assert_ne!(agent["source"], "reported", "{agent:#}");
+    assert!(agent.get("resume_id").is_none(), "{agent:#}");
+    assert_eq!(agent["kind"], "other", "{agent:#}");
+    for url in [url, explain_url(&server, "junk", "evil")] {
+        let r = get(&url).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        let text = r.json.to_string();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text}"
+        );
+        assert!(text.len() < 20_000, "{} bytes", text.len());
+    }
+}

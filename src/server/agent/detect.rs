@@ -145,12 +145,16 @@ pub fn reported_state(value: &str) -> Option<AgentState> {
     }
 }
 
-/// A reported conversation id, if it is short printable ASCII without
-/// spaces: it ends up in a resume command line and in terminals.
+/// A reported conversation id, if it is short and only letters, digits and
+/// `-_.:` (agents' ids are UUIDs and the like): it ends up in a resume
+/// command line and in terminals, and the model has already turned any
+/// control character into `?`, so a mangled id is refused, not passed on.
 pub fn resume_id(value: &str) -> Option<String> {
     let ok = !value.is_empty()
         && value.len() <= MAX_RESUME_ID_BYTES
-        && value.bytes().all(|b| b.is_ascii_graphic());
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| value.to_string())
 }
 
@@ -825,7 +829,14 @@ mod tests {
         assert!(t.observe(&o2, None, &r, at(5000)));
         assert_eq!(t.info().since, at(0));
         assert_eq!(t.info().resume_id.as_deref(), Some("def-2"));
-        for bad in ["a b", "x\u{7}", "", &"a".repeat(MAX_RESUME_ID_BYTES + 1)] {
+        for bad in [
+            "a b",
+            "x\u{7}",
+            "id?]0;x?",
+            "$(reboot)",
+            "",
+            &"a".repeat(MAX_RESUME_ID_BYTES + 1),
+        ] {
             assert_eq!(resume_id(bad), None, "{bad:?}");
         }
         assert_eq!(
