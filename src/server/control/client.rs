@@ -711,7 +711,7 @@ mod tests {
 
         // A subscription value updates the model.
         let mut model = client.model();
-        to.write_all(b"%subscription-changed shed $0 - - - : \x1ew\x1f$1\x1f1\x1f2\x1f3\x1f0\x1f1\x1fbash\x1f/\x1f\n")
+        to.write_all(b"%subscription-changed shed $0 - - - : \x1ew\x1f$1\x1f1\x1f2\x1f3\x1f0\x1f1\x1fbash\x1f/\x1f\x1f\x1f\n")
             .await
             .unwrap();
         model.wait_for(|m| m.is_some()).await.unwrap();
