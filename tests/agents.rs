@@ -32,6 +32,24 @@ async fn create_session(server: &TestServer, shed: &str, name: &str, command: &s
     assert_eq!(r.status, 201, "{}", r.json);
 }
 
+/// Makes shed `name` and waits until its control channel serves it (a
+/// first session listed with `source: channel`): the engine runs there,
+/// and a channel that opens late would miss the transitions a test makes.
+async fn make_channel_shed(server: &TestServer, name: &str) {
+    make_shed(server, name).await;
+    create_session(server, name, "probe", "exec sleep 3600").await;
+    let url = server.url(&format!("/api/sheds/{name}/sessions/probe"));
+    let (ok, last) = eventually(STATE_WAIT, || async {
+        let r = get(&url).await;
+        (r.json["source"] == "channel", r.json)
+    })
+    .await;
+    assert!(
+        ok,
+        "{name}: no control channel within {STATE_WAIT:?}; {last:#}"
+    );
+}
+
 /// Waits until the session's `agent` satisfies `want`; returns it.
 async fn agent_until(
     server: &TestServer,
@@ -44,15 +62,14 @@ async fn agent_until(
     let (ok, agent) = eventually(STATE_WAIT, || async {
         let r = get(&url).await;
         assert_eq!(r.status, 200, "{}", r.json);
-        let agent = r.json["agent"].clone();
-        (want(&agent), agent)
+        (want(&r.json["agent"]), r.json)
     })
     .await;
     assert!(
         ok,
         "{session}: no {what} within {STATE_WAIT:?}; last {agent:#}"
     );
-    agent
+    agent["agent"].clone()
 }
 
 fn explain_url(server: &TestServer, shed: &str, session: &str) -> String {
@@ -62,7 +79,7 @@ fn explain_url(server: &TestServer, shed: &str, session: &str) -> String {
 #[tokio::test]
 async fn reports_exits_and_bells_decide_and_are_explained() {
     let server = channel_server();
-    make_shed(&server, "ag").await;
+    make_channel_shed(&server, "ag").await;
     let mut events = Events::open(&server.url("/api/events?shed=ag"), &[]).await;
     create_session(
         &server,
@@ -71,7 +88,13 @@ async fn reports_exits_and_bells_decide_and_are_explained() {
         "/opt/fake-agents/claude busy:3 resume-id:conv-42 report:waiting",
     )
     .await;
-    create_session(&server, "ag", "ex", "/opt/fake-agents/codex busy:2 exit:3").await;
+    create_session(
+        &server,
+        "ag",
+        "ex",
+        "/opt/fake-agents/codex print:bye exit:3",
+    )
+    .await;
     create_session(&server, "ag", "bel", "/opt/fake-agents/claude bell prompt").await;
 
     // A hook's report: waiting, said by the agent, with its conversation id.
@@ -100,7 +123,10 @@ async fn reports_exits_and_bells_decide_and_are_explained() {
     assert_eq!(agent["kind"], "claude", "{created:?}");
 
     // Exit with status 3: exited, the status, the kind from the start command.
-    // tmux learns the status a moment after it marks the pane dead.
+    // tmux learns the status a moment after it marks the pane dead. (A
+    // command that exits after reading from its terminal for a while,
+    // `busy:2 exit:3`, sometimes never gets one from tmux 3.3a at all, shed
+    // or not, so this one exits straight after its output.)
     let exited = |a: &Value| a["state"] == "exited" && !a["exit_code"].is_null();
     let agent = agent_until(&server, "ag", "ex", "exit", exited).await;
     assert_eq!(agent["source"], "exit");
@@ -144,7 +170,7 @@ async fn reports_exits_and_bells_decide_and_are_explained() {
 #[tokio::test]
 async fn a_busy_screen_is_working_without_flip_flop() {
     let server = channel_server();
-    make_shed(&server, "busy").await;
+    make_channel_shed(&server, "busy").await;
     let mut events = Events::open(&server.url("/api/events?shed=busy"), &[]).await;
     // Run through bash, so the pane is a shell to the kind rules and no
     // screen rule can decide: activity alone does.
@@ -194,7 +220,7 @@ async fn a_busy_screen_is_working_without_flip_flop() {
 #[tokio::test]
 async fn a_quiet_pane_turns_idle_by_time_alone() {
     let server = channel_server();
-    make_shed(&server, "quiet").await;
+    make_channel_shed(&server, "quiet").await;
     let mut events = Events::open(&server.url("/api/events?shed=quiet"), &[]).await;
     create_session(
         &server,
@@ -251,7 +277,7 @@ async fn without_a_channel_exits_are_known_and_the_rest_is_not() {
 #[tokio::test]
 async fn junk_reports_from_a_compromised_agent_are_ignored_and_never_echoed() {
     let server = channel_server();
-    make_shed(&server, "junk").await;
+    make_channel_shed(&server, "junk").await;
     let command = r#"tmux set-option -p @shed_state "$(printf 'waiting\033[2J\a')"; tmux set-option -p @shed_resume_id "$(printf 'id\033]0;x\a')"; tmux set-option -p @shed_agent evil; tmux set-option -p @shed_state "$(head -c 10000 /dev/zero | tr '\0' w)"; tmux set-option -p @shed_resume_id "$(head -c 10000 /dev/zero | tr '\0' r)"; echo set; exec sleep 300"#;
     create_session(&server, "junk", "evil", command).await;
     let url = server.url("/api/sheds/junk/sessions/evil");
