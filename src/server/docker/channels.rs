@@ -5,6 +5,10 @@
 //! on `shed.stopped`, and when the shed is found not running. While the
 //! shed runs, a closed channel is reopened after [`Backoff`] delays; in the
 //! gaps (and when tmux refuses control mode) the exec path answers.
+//!
+//! Each channel also runs its shed's agent engine
+//! ([`crate::server::agent::engine`]): fed every model and a tick, it
+//! captures the screens the rules need and publishes agent changes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
