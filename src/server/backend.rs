@@ -203,6 +203,33 @@ pub trait ShedBackend: Send + Sync + 'static {
         let text = self.session_output(shed, session, lines).await?;
         Ok((text, crate::api::SessionSource::Exec))
     }
+    /// Why the session's agent is in its state. Without a live engine,
+    /// the session as listed, with no pane detail.
+    async fn session_agent(
+        &self,
+        shed: &str,
+        session: &str,
+    ) -> Result<crate::api::agent::AgentExplanation, BackendError> {
+        let info = self
+            .list_sessions(shed)
+            .await?
+            .into_iter()
+            .find(|s| s.name == session)
+            .ok_or_else(|| BackendError::SessionNotFound {
+                shed: shed.into(),
+                session: session.into(),
+            })?;
+        Ok(crate::api::agent::AgentExplanation {
+            shed: shed.into(),
+            session: session.into(),
+            agent: info.agent,
+            decided_by: None,
+            panes: Vec::new(),
+            rules_version: crate::server::agent::rules::Rules::builtin()
+                .version()
+                .to_string(),
+        })
+    }
     /// Types `text` literally into the session, then Enter if asked.
     async fn send_input(
         &self,

@@ -179,6 +179,15 @@ impl Sessions {
             .await
     }
 
+    /// Why the session's agent is in its state.
+    pub async fn agent(
+        &self,
+        shed: &str,
+        session: &str,
+    ) -> Result<crate::api::agent::AgentExplanation, BackendError> {
+        self.backend.session_agent(shed, session).await
+    }
+
     /// Kills the session with exactly this name.
     pub async fn kill(&self, shed: &str, session: &str) -> Result<(), BackendError> {
         self.backend.kill_session(shed, session).await

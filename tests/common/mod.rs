@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod cli;
+mod events;
 pub mod fake_api;
 pub mod http;
 mod image;
@@ -19,6 +20,7 @@ mod ssh;
 mod tmux;
 
 pub use cli::*;
+pub use events::*;
 pub use image::*;
 pub use server::*;
 pub use sheds::*;

@@ -2,4 +2,6 @@
 //! user, from the agent's own reports, pane exits, screen rules, bells and
 //! output activity (strongest first).
 
+pub mod detect;
+pub mod engine;
 pub mod rules;

@@ -117,6 +117,16 @@ pub enum ControlError {
     /// The hidden control session cannot be created or killed through here.
     #[error("session name {0:?} is reserved")]
     Reserved(String),
+    /// A pane target that is not a tmux pane id.
+    #[error("{0:?} is not a pane id (%N)")]
+    BadTarget(String),
+}
+
+/// Whether `id` is a tmux pane id, `%` and digits: the only pane targets
+/// this client builds from values it did not write itself.
+pub fn is_pane_id(id: &str) -> bool {
+    id.strip_prefix('%')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A notification other than output and the subscription.
@@ -370,6 +380,15 @@ impl ControlClient {
             .run(&["capture-pane", "-p", "-J", "-t", &target, "-S", &start])
             .await?;
         Ok(tmux::last_lines(&reply.text(), lines))
+    }
+
+    /// The visible screen of the pane with tmux id `pane` (`%N`), without
+    /// scrollback; only such ids are accepted, never a name from a user.
+    pub async fn capture_screen(&self, pane: &str) -> Result<String, ControlError> {
+        if !is_pane_id(pane) {
+            return Err(ControlError::BadTarget(pane.chars().take(32).collect()));
+        }
+        Ok(self.run(&["capture-pane", "-p", "-t", pane]).await?.text())
     }
 
     /// Types `bytes` into a session's active pane exactly, then Enter if
@@ -692,7 +711,7 @@ mod tests {
 
         // A subscription value updates the model.
         let mut model = client.model();
-        to.write_all(b"%subscription-changed shed $0 - - - : \x1ew\x1f$1\x1f1\x1f2\x1f3\x1f0\x1f1\x1fbash\x1f/\x1f\n")
+        to.write_all(b"%subscription-changed shed $0 - - - : \x1ew\x1f$1\x1f1\x1f2\x1f3\x1f0\x1f1\x1fbash\x1f/\x1f\x1f\x1f\n")
             .await
             .unwrap();
         model.wait_for(|m| m.is_some()).await.unwrap();

@@ -29,8 +29,14 @@ pub const MAX_VALUE_BYTES: usize = 4096;
 /// Most `@shed_*` user options a model follows.
 pub const MAX_OPTIONS: usize = 16;
 
-/// The user option the next issue keeps agent state in.
+/// The pane option an agent reports its state in (`working`, `waiting`, `idle`).
 pub const STATE_OPTION: &str = "@shed_state";
+
+/// The pane option an agent reports its conversation id in.
+pub const RESUME_ID_OPTION: &str = "@shed_resume_id";
+
+/// The pane option that names the agent running in a pane.
+pub const AGENT_OPTION: &str = "@shed_agent";
 
 const SESSION_START: char = '\u{1e}';
 const PANE_START: char = '\u{1d}';
@@ -39,7 +45,7 @@ const FIELD: char = '\u{1f}';
 /// Session fields before its options.
 const SESSION_FIELDS: usize = 9;
 /// Pane fields before its options.
-const PANE_FIELDS: usize = 11;
+const PANE_FIELDS: usize = 13;
 
 /// Why a model format could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -67,7 +73,9 @@ pub struct ModelFormat {
 impl Default for ModelFormat {
     fn default() -> Self {
         Self {
-            options: vec![STATE_OPTION.to_string()],
+            options: [STATE_OPTION, RESUME_ID_OPTION, AGENT_OPTION]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -130,6 +138,9 @@ impl ModelFormat {
             safe("pane_current_command"),
             safe("pane_current_path"),
             "#{window_bell_flag}".into(),
+            // Per pane, as a session's own value is its current window's only.
+            "#{window_activity}".into(),
+            safe("pane_start_command"),
         ];
         pane.extend(self.options.iter().map(|o| safe(o)));
         format!(
@@ -224,6 +235,8 @@ impl ModelFormat {
             current_command: text(f[8]),
             current_path: text(f[9]),
             bell: f[10] == "1",
+            window_activity: f[11].parse().ok(),
+            start_command: text(f[12]),
             options: self.options_of(&f[PANE_FIELDS..]),
         })
     }
@@ -330,6 +343,10 @@ pub struct Pane {
     pub current_path: String,
     /// Its window's bell flag.
     pub bell: bool,
+    /// Last output in its window, seconds since the epoch, if tmux reported one.
+    pub window_activity: Option<i64>,
+    /// The command the pane was started with (empty for the default shell).
+    pub start_command: String,
     /// Followed `@shed_*` options as seen from the pane (pane, window,
     /// session, then global values).
     pub options: BTreeMap<String, String>,
@@ -480,12 +497,33 @@ fn changed_fields(old: &Session, new: &Session) -> Vec<Field> {
 mod tests {
     use super::*;
 
-    fn session(fields: &[&str]) -> String {
-        format!("{SESSION_START}{}", fields.join(&FIELD.to_string()))
+    /// Pads a record's trailing options to the default format's count.
+    fn padded(mut fields: Vec<&str>, total: usize) -> String {
+        while fields.len() < total {
+            fields.push("");
+        }
+        fields.join(&FIELD.to_string())
     }
 
+    fn options() -> usize {
+        ModelFormat::default().options().len()
+    }
+
+    fn session(fields: &[&str]) -> String {
+        let total = SESSION_FIELDS + options();
+        format!("{SESSION_START}{}", padded(fields.to_vec(), total))
+    }
+
+    /// A pane from the fields before `window_activity`, then its options.
     fn pane(fields: &[&str]) -> String {
-        format!("{PANE_START}{}", fields.join(&FIELD.to_string()))
+        pane_with(&fields[..11], "", "", &fields[11..])
+    }
+
+    fn pane_with(first: &[&str], activity: &str, start: &str, opts: &[&str]) -> String {
+        let mut f = first.to_vec();
+        f.extend([activity, start]);
+        f.extend(opts);
+        format!("{PANE_START}{}", padded(f, PANE_FIELDS + options()))
     }
 
     fn sample() -> String {
@@ -508,9 +546,14 @@ mod tests {
                 "/w/my|dir",
                 "busy",
             ]),
-            pane(&[
-                "%2", "@2", "0", "1", "1", "0", "", "12", "claude", "/w", "1", "busy",
-            ]),
+            pane_with(
+                &[
+                    "%2", "@2", "0", "1", "1", "0", "", "12", "claude", "/w", "1",
+                ],
+                "1000095",
+                "/bin/sh -c -- \"claude x\"",
+                &["busy", "abc-1", "claude"],
+            ),
             pane(&[
                 "%3", "@3", "1", "0", "1", "1", "3", "13", "sleep", "/w", "0", "",
             ]),
@@ -535,6 +578,7 @@ mod tests {
         assert!(f.starts_with("#{S:\u{1e}#{s/[\u{1}-\u{1f}\u{7f}]/?/:session_name}"));
         assert!(f.contains("#{W:#{P:\u{1d}#{pane_id}"));
         assert!(f.contains("#{s/[\u{1}-\u{1f}\u{7f}]/?/:@shed_state}"));
+        assert!(f.contains("#{s/[\u{1}-\u{1f}\u{7f}]/?/:pane_start_command}"));
         assert!(f.ends_with("}}}"));
         assert!(!f.contains('\n'));
     }
@@ -569,6 +613,14 @@ mod tests {
         assert!(zeta.panes[1].dead);
         assert_eq!(zeta.active_pane().unwrap().id, "%2");
         assert_eq!(zeta.panes[0].pid, Some(12));
+        assert_eq!(zeta.panes[0].window_activity, Some(1_000_095));
+        assert_eq!(zeta.panes[1].window_activity, None);
+        assert_eq!(zeta.panes[0].start_command, "/bin/sh -c -- \"claude x\"");
+        assert_eq!(
+            zeta.panes[0].options.get(RESUME_ID_OPTION).unwrap(),
+            "abc-1"
+        );
+        assert_eq!(zeta.panes[0].options.get(AGENT_OPTION).unwrap(), "claude");
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! on `shed.stopped`, and when the shed is found not running. While the
 //! shed runs, a closed channel is reopened after [`Backoff`] delays; in the
 //! gaps (and when tmux refuses control mode) the exec path answers.
+//!
+//! Each channel also runs its shed's agent engine
+//! ([`crate::server::agent::engine`]): fed every model and a tick, it
+//! captures the screens the rules need and publishes agent changes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -17,8 +21,11 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::io::StreamReader;
 
 use super::{DockerBackend, KILL_TIMEOUT};
+use crate::api::agent::AgentInfo;
 use crate::api::events::EventKind;
 use crate::api::ShedStatus;
+use crate::server::agent::detect::ScreenRules;
+use crate::server::agent::engine::{ShedAgents, AGENT_TICK};
 use crate::server::backend::BackendError;
 use crate::server::control::client::{
     attach_args, ClientConfig, ClientState, ControlClient, ControlError,
@@ -45,24 +52,42 @@ pub(super) struct Channels {
     /// Set by [`DockerBackend::start_channels`]; without it no channel opens.
     backend: OnceLock<Weak<DockerBackend>>,
     events: OnceLock<Arc<EventBus>>,
+    /// The screen rules every shed's agent engine decides with.
+    rules: Arc<dyn ScreenRules>,
 }
+
+/// One shed's agent engine, shared by its channel task and the readers.
+pub(super) type Agents = Arc<StdMutex<ShedAgents>>;
 
 /// One shed's channel: the connected client, if any, and its task's stop switch.
 struct Slot {
     client: StdMutex<Option<Arc<ControlClient>>>,
     last_write: StdMutex<Option<Instant>>,
     stop: watch::Sender<bool>,
+    /// Kept across reconnects, so a state survives a channel's gap.
+    agents: Agents,
 }
 
 impl Channels {
     /// A registry that opens channels only when `enabled` (`control_mode`).
-    pub(super) fn new(enabled: bool) -> Channels {
+    pub(super) fn new(enabled: bool, rules: Arc<dyn ScreenRules>) -> Channels {
         Channels {
             enabled,
             slots: StdMutex::new(HashMap::new()),
             backend: OnceLock::new(),
             events: OnceLock::new(),
+            rules,
         }
+    }
+
+    /// The screen rules in force.
+    pub(super) fn rules(&self) -> &Arc<dyn ScreenRules> {
+        &self.rules
+    }
+
+    /// The agent engine of `shed`'s channel, while it has one.
+    pub(super) fn agents(&self, shed: &str) -> Option<Agents> {
+        self.slots().get(shed).map(|slot| slot.agents.clone())
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
@@ -130,6 +155,7 @@ impl Channels {
                 client: StdMutex::new(None),
                 last_write: StdMutex::new(None),
                 stop: watch::channel(false).0,
+                agents: Arc::new(StdMutex::new(ShedAgents::new(self.rules.clone()))),
             });
             slots.insert(shed.to_string(), slot.clone());
             slot
@@ -305,6 +331,7 @@ async fn supervise(
                     &shed,
                     &server,
                     &mut previous,
+                    &slot.agents,
                     events.as_deref(),
                     &mut stop,
                 )
@@ -336,56 +363,118 @@ async fn supervise(
     }
 }
 
-/// Publishes the differences between successive models until the client
+fn lock(agents: &Agents) -> std::sync::MutexGuard<'_, ShedAgents> {
+    agents.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Feeds every model, and a tick of [`AGENT_TICK`] (time alone turns a
+/// quiet pane idle), to the shed's agent engine, and publishes the
+/// differences between successive models and agents until the client
 /// closes or the channel is stopped.
 async fn follow(
     client: &ControlClient,
     shed: &str,
     server: &str,
     previous: &mut Option<Arc<Model>>,
+    agents: &Agents,
     events: Option<&EventBus>,
     stop: &mut watch::Receiver<bool>,
 ) {
     let mut models = client.model();
+    let mut tick = tokio::time::interval(AGENT_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let current = models.borrow_and_update().clone();
         if let Some(model) = current {
-            if let (Some(bus), Some(old)) = (events, previous.as_deref()) {
-                publish(bus, shed, server, old, &model);
+            let screens = capture_screens(client, shed, agents, &model).await;
+            let now = chrono::Utc::now();
+            let changed = lock(agents).observe(&model, &screens, now);
+            if let Some(bus) = events {
+                let old = previous.as_deref().unwrap_or(&model);
+                publish(bus, shed, server, old, &model, agents, &changed);
             }
             *previous = Some(model);
         }
         tokio::select! {
             changed = models.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
             _ = client.closed() => return,
             _ = stop.changed() => return,
         }
     }
 }
 
-/// One event per change from `old` to `new`.
-fn publish(bus: &EventBus, shed: &str, server: &str, old: &Model, new: &Model) {
+/// The visible screens the agent engine wants for `model`, by pane id; a
+/// pane that went away meanwhile is simply left out.
+async fn capture_screens(
+    client: &ControlClient,
+    shed: &str,
+    agents: &Agents,
+    model: &Model,
+) -> HashMap<String, String> {
+    let wanted = lock(agents).wanted_captures(model);
+    let mut screens = HashMap::new();
+    for pane in wanted {
+        match client.capture_screen(&pane).await {
+            Ok(text) => {
+                screens.insert(pane, text);
+            }
+            Err(e) => tracing::debug!(shed, pane, error = %e, "capturing a pane for its agent"),
+        }
+    }
+    screens
+}
+
+/// One event per change from `old` to `new`, with the agent summaries in
+/// `agents`; `agent_changes` (from the engine) are carried by the session's
+/// `session.changed`, or make one of their own.
+fn publish(
+    bus: &EventBus,
+    shed: &str,
+    server: &str,
+    old: &Model,
+    new: &Model,
+    agents: &Agents,
+    agent_changes: &BTreeMap<String, AgentInfo>,
+) {
     let now = chrono::Utc::now();
+    let mut agent_changes = agent_changes.clone();
     for change in old.diff(new) {
         match change {
             Change::Created(name) => {
+                agent_changes.remove(&name);
                 let data = new
                     .get(&name)
-                    .and_then(|s| s.info(shed, server, now))
+                    .and_then(|s| {
+                        let mut info = s.info(shed, server, now)?;
+                        info.agent = lock(agents).agent_of(s, now);
+                        Some(info)
+                    })
                     .and_then(|info| serde_json::to_value(info).ok())
                     .unwrap_or(Value::Null);
                 bus.publish(EventKind::SessionCreated, shed, Some(&name), data);
             }
             Change::Closed(name) => {
+                agent_changes.remove(&name);
                 bus.publish(EventKind::SessionClosed, shed, Some(&name), Value::Null);
             }
             Change::Changed { name, fields } => {
                 let Some(session) = new.get(&name) else {
                     continue;
                 };
-                let data = changed_values(session, &fields, shed, server, now);
+                let mut data = changed_values(session, &fields, shed, server, now);
+                if let (Some(agent), Value::Object(map)) = (agent_changes.remove(&name), &mut data)
+                {
+                    map.insert("agent".into(), json!(agent));
+                }
                 bus.publish(EventKind::SessionChanged, shed, Some(&name), data);
             }
+        }
+    }
+    for (name, agent) in agent_changes {
+        if new.get(&name).is_some() {
+            let data = json!({ "agent": agent });
+            bus.publish(EventKind::SessionChanged, shed, Some(&name), data);
         }
     }
 }
@@ -483,7 +572,9 @@ mod tests {
         let (_, mut events) = bus.subscribe(None);
         let old = model(vec![session("a", 0, "/w"), session("b", 0, "/w")]);
         let new = model(vec![session("a", 1, "/tmp"), session("c", 0, "/w")]);
-        publish(&bus, "s", "srv", &old, &new);
+        let agents = agents();
+        let none = BTreeMap::new();
+        publish(&bus, "s", "srv", &old, &new, &agents, &none);
         let mut got = Vec::new();
         while let Ok(event) = events.try_recv() {
             got.push(event);
@@ -506,17 +597,54 @@ mod tests {
         assert_eq!(got[2].data["name"], "c");
         assert_eq!(got[2].data["source"], "channel");
         // Nothing changed: nothing published.
-        publish(&bus, "s", "srv", &new, &new);
+        publish(&bus, "s", "srv", &new, &new, &agents, &none);
         assert!(events.try_recv().is_err());
+    }
+
+    fn agents() -> Agents {
+        let rules = Arc::new(crate::server::agent::rules::Rules::builtin());
+        Arc::new(StdMutex::new(ShedAgents::new(rules)))
+    }
+
+    #[test]
+    fn agent_changes_ride_on_session_changed_or_make_their_own() {
+        let bus = EventBus::new(16);
+        let (_, mut events) = bus.subscribe(None);
+        let old = model(vec![session("a", 0, "/w"), session("b", 0, "/w")]);
+        let new = model(vec![session("a", 1, "/w"), session("b", 0, "/w")]);
+        let waiting = AgentInfo {
+            state: crate::api::agent::AgentState::Waiting,
+            reason: "bell".into(),
+            ..AgentInfo::default()
+        };
+        let changes: BTreeMap<String, AgentInfo> = [
+            ("a".to_string(), waiting.clone()),
+            ("b".to_string(), waiting.clone()),
+            ("gone".to_string(), waiting.clone()),
+        ]
+        .into();
+        publish(&bus, "s", "srv", &old, &new, &agents(), &changes);
+        let mut got = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            got.push(event);
+        }
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].session.as_deref(), Some("a"));
+        assert_eq!(got[0].data["attached"], 1);
+        assert_eq!(got[0].data["agent"]["state"], "waiting");
+        assert_eq!(got[1].session.as_deref(), Some("b"));
+        assert_eq!(got[1].kind, EventKind::SessionChanged);
+        assert_eq!(got[1].data, json!({ "agent": waiting }));
     }
 
     #[test]
     fn the_registry_holds_nothing_without_a_backend_or_when_off() {
-        let off = Channels::new(false);
+        let rules = Arc::new(crate::server::agent::rules::Rules::builtin());
+        let off = Channels::new(false, rules.clone());
         assert!(off.client("x").is_none());
         assert!(off.slots().is_empty());
         // Enabled, but start_channels never ran (a backend built for tests).
-        let idle = Channels::new(true);
+        let idle = Channels::new(true, rules);
         assert!(idle.client("x").is_none());
         assert!(idle.slots().is_empty());
     }

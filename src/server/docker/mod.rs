@@ -237,7 +237,12 @@ impl DockerBackend {
             container_user: config.container_user.clone().filter(|u| !u.is_empty()),
             creating: StdMutex::new(HashSet::new()),
             kept_dir: config.data_dir.join(KEPT_VOLUMES_DIR),
-            channels: channels::Channels::new(config.control_mode),
+            // The built-in rules for now; config overrides (issue 12's
+            // rules work) extend them here, which is why they are shared.
+            channels: channels::Channels::new(
+                config.control_mode,
+                std::sync::Arc::new(crate::server::agent::rules::Rules::builtin()),
+            ),
         })
     }
 
@@ -509,6 +514,14 @@ impl ShedBackend for DockerBackend {
         lines: usize,
     ) -> Result<(String, SessionSource), BackendError> {
         self.tmux_capture(shed, session, lines).await
+    }
+
+    async fn session_agent(
+        &self,
+        shed: &str,
+        session: &str,
+    ) -> Result<crate::api::agent::AgentExplanation, BackendError> {
+        self.tmux_session_agent(shed, session).await
     }
 
     async fn send_input(

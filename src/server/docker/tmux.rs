@@ -3,8 +3,12 @@
 //! its failures classified by [`crate::server::tmux`].
 
 use super::*;
+use crate::api::agent::AgentExplanation;
+use crate::server::agent::detect::exec_agent;
 use crate::server::control::client::{ControlError, SessionSpec};
 use crate::server::control::is_reserved;
+use crate::server::control::model::Model;
+use std::sync::Arc;
 
 /// Upper bound on one tmux command; a hung shed must not hang a request.
 const TMUX_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,23 +41,76 @@ impl DockerBackend {
         self.list_sessions_unchecked(shed).await
     }
 
-    /// The shed's sessions from its channel: the model, or tmux itself
-    /// right after a write; `None` when no channel answers.
+    /// The shed's sessions from its channel, each with its agent: the
+    /// model, or tmux itself right after a write; `None` when no channel
+    /// answers.
     async fn channel_sessions(&self, shed: &str) -> Option<Vec<SessionInfo>> {
+        let model = self.channel_model(shed).await?;
+        let now = Utc::now();
+        let mut sessions = model.sessions(shed, &self.server_name, now);
+        if let Some(agents) = self.channels.agents(shed) {
+            let agents = agents.lock().unwrap_or_else(|e| e.into_inner());
+            for info in &mut sessions {
+                if let Some(session) = model.get(&info.name) {
+                    info.agent = agents.agent_of(session, now);
+                }
+            }
+        }
+        Some(sessions)
+    }
+
+    /// The shed's model from its channel (see [`Self::channel_sessions`]).
+    async fn channel_model(&self, shed: &str) -> Option<Arc<Model>> {
         let client = self.channels.client(shed)?;
         if !self.channels.must_ask(shed) {
             let model = client.model().borrow().clone();
-            if let Some(model) = model {
-                return Some(model.sessions(shed, &self.server_name, Utc::now()));
+            if model.is_some() {
+                return model;
             }
         }
         match client.snapshot().await {
-            Ok(model) => Some(model.sessions(shed, &self.server_name, Utc::now())),
+            Ok(model) => Some(Arc::new(model)),
             Err(e) => {
                 tracing::debug!(shed, error = %e, "control channel read failed; using exec");
                 None
             }
         }
+    }
+
+    /// Why a session's agent is in its state: from the channel's engine,
+    /// or, without a channel, what the exec path knows.
+    pub(super) async fn tmux_session_agent(
+        &self,
+        shed: &str,
+        session: &str,
+    ) -> Result<AgentExplanation, BackendError> {
+        self.require_running(shed).await?;
+        refuse_reserved(shed, session)?;
+        let not_found = || BackendError::SessionNotFound {
+            shed: shed.into(),
+            session: session.into(),
+        };
+        if let (Some(model), Some(agents)) =
+            (self.channel_model(shed).await, self.channels.agents(shed))
+        {
+            let found = model.get(session).ok_or_else(not_found)?;
+            let agents = agents.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(agents.explain(shed, found, Utc::now()));
+        }
+        let info = self
+            .list_sessions_unchecked(shed)
+            .await?
+            .into_iter()
+            .find(|s| s.name == session)
+            .ok_or_else(not_found)?;
+        Ok(AgentExplanation {
+            shed: shed.into(),
+            session: session.into(),
+            agent: info.agent,
+            decided_by: None,
+            panes: Vec::new(),
+            rules_version: self.channels.rules().version().to_string(),
+        })
     }
 
     /// Creates a detached session; its command, if any, keeps its pane when it ends.
@@ -182,7 +239,7 @@ impl DockerBackend {
             // The command finished at once and took the session with it.
             None => {
                 let now = Utc::now();
-                SessionInfo {
+                let mut info = SessionInfo {
                     name: new.name,
                     shed: shed.into(),
                     server: self.server_name.clone(),
@@ -198,7 +255,9 @@ impl DockerBackend {
                     exit_status: None,
                     source: crate::api::SessionSource::Exec,
                     agent: Default::default(),
-                }
+                };
+                info.agent = exec_agent(&info, self.channels.rules().as_ref());
+                info
             }
         }
     }
@@ -404,6 +463,9 @@ impl DockerBackend {
                     tmux_text::parse_sessions(&text, shed, &self.server_name, Utc::now());
                 // The control channel's session, left by a channel now closed.
                 sessions.retain(|s| !is_reserved(&s.name));
+                for info in &mut sessions {
+                    info.agent = exec_agent(info, self.channels.rules().as_ref());
+                }
                 Ok(sessions)
             }
             // A running shed without a tmux server simply has no sessions.
@@ -462,7 +524,10 @@ fn write_failure(shed: &str, session: &str, error: ControlError) -> Option<Backe
             shed: shed.into(),
             session: session.into(),
         }),
-        ControlError::Busy | ControlError::Quote(_) | ControlError::Model(_) => None,
+        ControlError::Busy
+        | ControlError::Quote(_)
+        | ControlError::Model(_)
+        | ControlError::BadTarget(_) => None,
         // Doing it again by exec could type the input twice or answer
         // "not found" for a kill that happened: say so instead.
         ControlError::Closed(_) | ControlError::Timeout(_) => Some(BackendError::Internal(

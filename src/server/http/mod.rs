@@ -131,6 +131,11 @@ fn routes() -> Vec<ApiRoute> {
             sessions::session_output,
         ),
         route(
+            Method::GET,
+            "/api/sheds/{name}/sessions/{session}/agent",
+            sessions::session_agent,
+        ),
+        route(
             Method::POST,
             "/api/sheds/{name}/sessions/{session}/input",
             sessions::send_input,

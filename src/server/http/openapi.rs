@@ -17,8 +17,8 @@ use crate::api::ErrorBody;
     info(title = "shed-server API", description = "Persistent Docker workspaces and the tmux sessions inside them."),
     paths(
         health, info, ssh_host_key, list_sheds, create_shed, get_shed, delete_shed, start_shed,
-        stop_shed, install_hooks, list_sessions, create_session, get_session, kill_session, session_output,
-        send_input, all_sessions, events, openapi_json
+        stop_shed, install_hooks, list_sessions, create_session, get_session, kill_session,
+        session_output, session_agent, send_input, all_sessions, events, openapi_json
     ),
     // What an event stream's `data:` carries, for clients that parse it.
     components(schemas(crate::api::events::Event, crate::api::events::EventKind)),

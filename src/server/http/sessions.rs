@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::extract::{ApiJson, ApiQuery, SessionName, ShedName};
 use super::openapi::{BodyErrors, CommonErrors, InShedErrors, ShedErrors};
 use super::AppState;
+use crate::api::agent::AgentExplanation;
 use crate::api::{
     AllSessions, CreateSessionRequest, ErrorBody, SendInputRequest, SessionInfo, SessionList,
     SessionOutput,
@@ -219,6 +220,27 @@ pub(super) async fn session_output(
         output,
         source,
     }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/sheds/{name}/sessions/{session}/agent",
+    params(ShedName, SessionName),
+    responses(
+        (status = 200, description = "Why the session's agent is in its state", body = AgentExplanation),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 404, description = "No such shed or session", body = ErrorBody),
+        InShedErrors,
+        CommonErrors
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn session_agent(
+    State(state): State<AppState>,
+    ShedName(name): ShedName,
+    SessionName(session): SessionName,
+) -> Result<Json<AgentExplanation>, ApiError> {
+    Ok(Json(state.sessions.agent(&name, &session).await?))
 }
 
 #[utoipa::path(

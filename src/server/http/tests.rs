@@ -387,6 +387,43 @@ async fn sessions_over_the_fake_backend() {
 }
 
 #[tokio::test]
+async fn the_agent_route_explains_or_gives_the_right_error() {
+    let app = app(None);
+    call(&app, "POST", "/api/sheds", Some(r#"{"name":"s"}"#), &[]).await;
+    let create = Some(r#"{"name":"a"}"#);
+    call(&app, "POST", "/api/sheds/s/sessions", create, &[]).await;
+    let (st, body) = call(&app, "GET", "/api/sheds/s/sessions/a/agent", None, &[]).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["shed"], "s");
+    assert_eq!(body["session"], "a");
+    assert!(body["agent"]["state"].is_string());
+    assert!(body["panes"].is_array());
+    assert!(body["rules_version"].is_string());
+    for (uri, status, expected) in [
+        (
+            "/api/sheds/s/sessions/ab/agent",
+            StatusCode::NOT_FOUND,
+            "SESSION_NOT_FOUND",
+        ),
+        (
+            "/api/sheds/s/sessions/a:b/agent",
+            StatusCode::BAD_REQUEST,
+            "INVALID_SESSION_NAME",
+        ),
+        (
+            "/api/sheds/nope/sessions/a/agent",
+            StatusCode::NOT_FOUND,
+            "SHED_NOT_FOUND",
+        ),
+    ] {
+        expect(&app, ("GET", uri, None, &[]), status, expected).await;
+    }
+    call(&app, "POST", "/api/sheds/s/stop", None, &[]).await;
+    let request = ("GET", "/api/sheds/s/sessions/a/agent", None, &[][..]);
+    expect(&app, request, StatusCode::CONFLICT, "SHED_NOT_RUNNING").await;
+}
+
+#[tokio::test]
 async fn all_sessions_reports_a_hanging_shed_as_a_warning() {
     let backend = Arc::new(FakeBackend::default());
     let app = app_with(None, backend.clone());
