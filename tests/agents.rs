@@ -167,18 +167,21 @@ async fn reports_exits_and_bells_decide_and_are_explained() {
     assert_eq!((r.status, r.code()), (409, "SHED_NOT_RUNNING"));
 }
 
+/// Copies the fake agent to `~/spinner`, a name no rule knows.
+const SPINNER: &str = "cp /opt/fake-agents/claude ~/spinner";
+
 #[tokio::test]
 async fn a_busy_screen_is_working_without_flip_flop() {
     let server = channel_server();
     make_channel_shed(&server, "busy").await;
     let mut events = Events::open(&server.url("/api/events?shed=busy"), &[]).await;
-    // Run through bash, so the pane is a shell to the kind rules and no
-    // screen rule can decide: activity alone does.
+    // A copy under a name no rule knows, run by bash: the pane is a shell
+    // to the kind rules, so no screen rule can decide and activity alone does.
     create_session(
         &server,
         "busy",
         "spin",
-        "bash /opt/fake-agents/claude busy:12 print:done exit:0",
+        &format!("{SPINNER}; bash ~/spinner busy:12 print:done exit:0"),
     )
     .await;
     let working = events
@@ -226,7 +229,7 @@ async fn a_quiet_pane_turns_idle_by_time_alone() {
         &server,
         "quiet",
         "spin",
-        "bash /opt/fake-agents/claude busy:4 print:done prompt",
+        &format!("{SPINNER}; bash ~/spinner busy:4 print:done prompt"),
     )
     .await;
     events
@@ -248,6 +251,53 @@ async fn a_quiet_pane_turns_idle_by_time_alone() {
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["agent"]["state"], "idle");
     assert!(r.json["panes"][0]["last_output"].is_string(), "{}", r.json);
+}
+
+#[tokio::test]
+async fn screen_rules_read_claudes_menu_and_codexs_prompt() {
+    let server = channel_server();
+    make_channel_shed(&server, "screens").await;
+    // Busy first, then Claude's permission menu: the busy line reads as
+    // working, the menu as waiting, both by a screen rule.
+    create_session(
+        &server,
+        "screens",
+        "menu",
+        "/opt/fake-agents/claude busy:3 menu",
+    )
+    .await;
+    let working = agent_until(&server, "screens", "menu", "working by screen", |a| {
+        a["state"] == "working" && a["source"] == "screen"
+    })
+    .await;
+    assert_eq!(working["kind"], "claude", "{working:#}");
+    let waiting = agent_until(&server, "screens", "menu", "waiting by screen", |a| {
+        a["state"] == "waiting"
+    })
+    .await;
+    assert_eq!(waiting["source"], "screen", "{waiting:#}");
+    assert!(
+        waiting["reason"].as_str().unwrap().contains("claude/"),
+        "{waiting:#}"
+    );
+    let r = get(&explain_url(&server, "screens", "menu")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let rule = &r.json["panes"][0]["rule"];
+    assert!(
+        rule["rule"].as_str().unwrap().starts_with("claude/"),
+        "{}",
+        r.json
+    );
+    assert!(!rule["line"].as_str().unwrap().is_empty(), "{}", r.json);
+    assert_eq!(rule["version"], r.json["rules_version"]);
+
+    // Codex at its prompt is idle by its rule, not by a quiet period.
+    create_session(&server, "screens", "codex", "/opt/fake-agents/codex prompt").await;
+    let idle = agent_until(&server, "screens", "codex", "idle by screen", |a| {
+        a["state"] == "idle" && a["source"] == "screen"
+    })
+    .await;
+    assert_eq!(idle["kind"], "codex", "{idle:#}");
 }
 
 #[tokio::test]

@@ -875,7 +875,8 @@ mod tests {
             kind(None, "node", "/bin/sh -c '/opt/fake-agents/claude x'"),
             Claude
         );
-        assert_eq!(kind(None, "bash", "exec opencode"), Shell);
+        // `exec` and shells are wrappers: what they run is the agent.
+        assert_eq!(kind(None, "bash", "exec opencode"), Opencode);
         assert_eq!(kind(None, "bash", "bash -c 'exec gemini'"), Gemini);
         assert_eq!(kind(None, "zsh", ""), Shell);
         assert_eq!(kind(None, "-bash", ""), Shell);
