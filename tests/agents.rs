@@ -301,6 +301,39 @@ async fn screen_rules_read_claudes_menu_and_codexs_prompt() {
 }
 
 #[tokio::test]
+async fn a_rule_from_the_server_config_decides_and_is_named() {
+    let server = TestServer::start_with(ServerOpts {
+        extra: "control_mode = true\n\
+                [[screen_rules.rule]]\n\
+                agent = \"claude\"\n\
+                name = \"site-question\"\n\
+                state = \"waiting\"\n\
+                patterns = ['SITE-QUESTION\\?']\n\
+                region = \"screen\"\n"
+            .into(),
+        ..ServerOpts::default()
+    });
+    make_channel_shed(&server, "local").await;
+    create_session(
+        &server,
+        "local",
+        "ask",
+        "/opt/fake-agents/claude print:SITE-QUESTION? prompt",
+    )
+    .await;
+    let waiting = agent_until(&server, "local", "ask", "waiting by the local rule", |a| {
+        a["state"] == "waiting"
+    })
+    .await;
+    assert_eq!(waiting["source"], "screen", "{waiting:#}");
+    let reason = waiting["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("claude/site-question") && reason.contains("1+local"),
+        "{waiting:#}"
+    );
+}
+
+#[tokio::test]
 async fn without_a_channel_exits_are_known_and_the_rest_is_not() {
     let server = TestServer::start_with(ServerOpts {
         extra: "control_mode = false\n".into(),

@@ -64,6 +64,9 @@ pub enum SetupError {
     /// The `env_file` cannot be read or parsed.
     #[error("{0}")]
     EnvFile(String),
+    /// The `screen_rules` overrides do not load.
+    #[error(transparent)]
+    Rules(#[from] crate::server::agent::rules::RulesError),
 }
 
 /// Docker object names and label keys for one server, derived from its
@@ -237,11 +240,11 @@ impl DockerBackend {
             container_user: config.container_user.clone().filter(|u| !u.is_empty()),
             creating: StdMutex::new(HashSet::new()),
             kept_dir: config.data_dir.join(KEPT_VOLUMES_DIR),
-            // The built-in rules for now; config overrides (issue 12's
-            // rules work) extend them here, which is why they are shared.
+            // The built-in rules with the config's overrides, shared by
+            // every shed's engine and the exec path.
             channels: channels::Channels::new(
                 config.control_mode,
-                std::sync::Arc::new(crate::server::agent::rules::Rules::builtin()),
+                std::sync::Arc::new(config.rules()?),
             ),
         })
     }
