@@ -196,9 +196,22 @@ pub enum SessionsCommand {
         /// Working directory [default: /workspace].
         #[arg(long, value_name = "DIR")]
         cwd: Option<String>,
+        /// What the session runs when it comes back after its shed restarts:
+        /// shell, rerun, resume (an agent's conversation) or ask [default:
+        /// shell without a command, resume for an agent, ask otherwise].
+        #[arg(long, value_name = "POLICY", value_parser = ["shell", "rerun", "resume", "ask"])]
+        restore: Option<String>,
         /// Command and arguments [default: a shell].
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// Recreate the saved sessions a shed runs without, and say what was done.
+    Restore {
+        /// Shed name.
+        shed: String,
+        /// Only say what would be restored.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print a session's recent output, scrollback included.
     Peek {

@@ -85,6 +85,11 @@ pub struct ServerConfig {
     /// Whether each running shed gets a live tmux control channel that
     /// serves session requests; `false` runs every request as an exec.
     pub control_mode: bool,
+    /// Lines of each pane's history a session snapshot keeps (0: none).
+    pub snapshot_history_lines: usize,
+    /// Seconds between the periodic snapshots of every running shed, which
+    /// keep the panes' history fresh (0: only on changes and before stops).
+    pub snapshot_interval_secs: u64,
 }
 
 /// The `tls` key: whether the HTTP API is served over TLS.
@@ -131,6 +136,8 @@ impl Default for ServerConfig {
             ssh_max_channels_per_connection: 64,
             event_ring_size: crate::server::events::DEFAULT_RING_SIZE,
             control_mode: true,
+            snapshot_history_lines: 2000,
+            snapshot_interval_secs: 300,
         }
     }
 }
@@ -277,6 +284,23 @@ impl ServerConfig {
             ));
         }
         self.check_ssh_limits(path)?;
+        let max_lines = crate::server::sessions::MAX_OUTPUT_LINES;
+        if self.snapshot_history_lines > max_lines {
+            return Err(invalid(
+                "snapshot_history_lines",
+                format!("{} is over {max_lines}", self.snapshot_history_lines),
+            ));
+        }
+        if self.snapshot_interval_secs != 0 && !(10..=86_400).contains(&self.snapshot_interval_secs)
+        {
+            return Err(invalid(
+                "snapshot_interval_secs",
+                format!(
+                    "{} is not 0 (off) or between 10 and 86400",
+                    self.snapshot_interval_secs
+                ),
+            ));
+        }
         if let Some(prefix) = &self.isolation_prefix {
             let ok = !prefix.is_empty()
                 && prefix.len() <= 32

@@ -16,6 +16,7 @@ pub mod install;
 pub mod listener;
 pub mod repo;
 pub mod sessions;
+pub mod snapshot;
 pub mod ssh;
 pub mod tls;
 pub mod tmux;
@@ -56,6 +57,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     // be listed at once.
     let events = Arc::new(events::EventBus::new(config.event_ring_size));
     backend.start_channels(events.clone());
+    backend.start_snapshots(events.clone());
 
     let host_key =
         ssh::keys::load_or_create_host_key(&config.data_dir).context("loading the SSH host key")?;

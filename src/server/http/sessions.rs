@@ -77,6 +77,7 @@ impl TryFrom<CreateSessionRequest> for NewSession {
             command: request.command,
             cwd,
             env,
+            restore: request.restore,
         })
     }
 }
