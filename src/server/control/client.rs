@@ -421,10 +421,12 @@ impl ControlClient {
         }
         let mut commands = vec![create];
         for (key, value) in &spec.options {
+            // set-option's -t is a pane target: `=NAME` alone would be
+            // read as a window name.
             commands.push(vec![
                 "set-option".into(),
                 "-t".into(),
-                tmux::session_target(&spec.name),
+                tmux::pane_target(&spec.name),
                 key.clone(),
                 value.clone(),
             ]);

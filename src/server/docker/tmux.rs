@@ -130,7 +130,9 @@ impl DockerBackend {
                 "on",
             ]));
         }
-        let session = tmux_text::session_target(&new.name);
+        // set-option's -t is a pane target: `=NAME` alone would be read as
+        // a window name.
+        let session = tmux_text::pane_target(&new.name);
         cmd.extend(args(&[";", "set-option", "-t", &session, option]));
         cmd.push(tmux_text::literal_arg(&created.to_option()));
         match self.tmux(shed, cmd).await? {

@@ -136,7 +136,8 @@ fn pane_command(file: &str, run: &PaneRun) -> Vec<String> {
 /// Plans the restore of `session` (see [`SessionPlan`]).
 pub fn plan_session(session: &SavedSession, rules: &Rules, files: &[String]) -> SessionPlan {
     let name = session.name.as_str();
-    let target = tmux_text::session_target(name);
+    // set-option's -t is a pane target: `=NAME` alone is a window name.
+    let target = tmux_text::pane_target(name);
     let mut files = files
         .iter()
         .map(String::as_str)
