@@ -15,6 +15,20 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// The line a restored pane prints before its saved history.
 const MARKER: &str = "shed: saved history of this pane";
 
+/// A test server. On the exec path (`SHED_TEST_CONTROL_MODE=false`) no
+/// channel reports changes made inside tmux, so periodic saves stand in.
+fn start_server() -> TestServer {
+    let exec_only = std::env::var("SHED_TEST_CONTROL_MODE").is_ok_and(|m| m == "false");
+    TestServer::start_with(ServerOpts {
+        extra: if exec_only {
+            "snapshot_interval_secs = 10\n".into()
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    })
+}
+
 async fn new_session(server: &TestServer, shed: &str, body: Value) {
     let r = post(
         &server.url(&format!("/api/sheds/{shed}/sessions")),
@@ -106,7 +120,7 @@ async fn restart(server: &TestServer, shed: &str) {
 
 #[tokio::test]
 async fn stop_and_start_bring_back_sessions_windows_cwd_and_history_but_not_killed_ones() {
-    let server = TestServer::start();
+    let server = start_server();
     make_shed(&server, "snap").await;
     in_shed(
         &server,
@@ -189,7 +203,7 @@ async fn stop_and_start_bring_back_sessions_windows_cwd_and_history_but_not_kill
 
 #[tokio::test]
 async fn each_restore_policy_does_what_it_says() {
-    let server = TestServer::start();
+    let server = start_server();
     make_shed(&server, "pol").await;
     // A stand-in `claude` that records how it was started, then runs the
     // fake agent, which reports a conversation id.
@@ -292,7 +306,7 @@ async fn each_restore_policy_does_what_it_says() {
 
 #[tokio::test]
 async fn after_docker_kill_a_corrupt_snapshot_warns_and_the_previous_one_comes_back() {
-    let server = TestServer::start();
+    let server = start_server();
     make_shed(&server, "bad").await;
     new_session(&server, "bad", json!({"name": "a"})).await;
     new_session(&server, "bad", json!({"name": "b"})).await;
@@ -337,7 +351,7 @@ async fn after_docker_kill_a_corrupt_snapshot_warns_and_the_previous_one_comes_b
 
 #[tokio::test]
 async fn sessions_come_back_when_the_server_returns_after_the_shed_restarted() {
-    let mut server = TestServer::start();
+    let mut server = start_server();
     make_shed(&server, "away").await;
     new_session(&server, "away", json!({"name": "survivor", "cwd": "/tmp"})).await;
     saved(&server, "away", |s| session(s, "survivor").is_some()).await;
@@ -354,7 +368,7 @@ async fn sessions_come_back_when_the_server_returns_after_the_shed_restarted() {
 
 #[tokio::test]
 async fn a_kept_volume_created_again_restores_its_sessions() {
-    let server = TestServer::start();
+    let server = start_server();
     make_shed(&server, "kept").await;
     new_session(
         &server,
@@ -369,4 +383,54 @@ async fn a_kept_volume_created_again_restores_its_sessions() {
     make_shed(&server, "kept").await;
     wait_sessions(&server, "kept", &["work"]).await;
     wait_pane(&server, "kept", "=work:", "before-delete").await;
+}
+
+#[tokio::test]
+async fn the_cli_sets_a_policy_and_reports_a_restore_and_bad_values_are_400() {
+    let server = start_server();
+    let cli = Cli::new();
+    cli.add_server(&server, "box");
+    make_shed(&server, "cli").await;
+    let r = post(
+        &server.url("/api/sheds/cli/sessions"),
+        r#"{"name":"x","restore":"sometimes"}"#,
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (400, "INVALID_REQUEST"), "{}", r.json);
+
+    cli.ok(&[
+        "sessions",
+        "new",
+        "cli",
+        "job",
+        "--restore",
+        "rerun",
+        "--",
+        "sleep",
+        "100000",
+    ]);
+    let out = cli.run(&["sessions", "new", "cli", "y", "--restore", "never"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", texts(&out));
+    saved(&server, "cli", |s| {
+        session(s, "job").is_some_and(|j| j["restore"] == "rerun" && j["command"] == "sleep 100000")
+    })
+    .await;
+    // Everything saved runs: an on-demand restore says so and does nothing.
+    let out = cli.ok(&["sessions", "restore", "cli", "--dry-run"]);
+    assert!(
+        out.contains("Skipped job: a session of this name is running"),
+        "{out}"
+    );
+    let r = post(&server.url("/api/sheds/cli/snapshot/restore"), "").await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["dry_run"], false);
+    assert_eq!(r.json["actions"][0]["policy"], "rerun", "{}", r.json);
+    assert!(r.json["actions"][0]["skipped"].is_string(), "{}", r.json);
+    let r = post(
+        &server.url("/api/sheds/cli/snapshot/restore?dry_run=maybe"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert_eq!(sessions(&server, "cli").await.len(), 1);
 }

@@ -509,7 +509,9 @@ impl ShedBackend for DockerBackend {
         shed: &str,
         new: NewSession,
     ) -> Result<SessionInfo, BackendError> {
-        self.tmux_new_session(shed, new).await
+        let session = self.tmux_new_session(shed, new).await?;
+        self.save_after_create(shed).await;
+        Ok(session)
     }
 
     async fn kill_session(&self, shed: &str, session: &str) -> Result<(), BackendError> {

@@ -25,6 +25,8 @@ const ROOT: &str = "0";
 pub(super) struct SnapshotState {
     history_lines: usize,
     interval: Duration,
+    /// Whether control channels report session events (which drive saves).
+    events: bool,
     /// One lock per shed with a save or restore under way or waiting; an
     /// entry lives only while someone holds or waits for it.
     locks: Arc<StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -35,6 +37,7 @@ impl SnapshotState {
         SnapshotState {
             history_lines: config.snapshot_history_lines.min(MAX_HISTORY_LINES),
             interval: Duration::from_secs(config.snapshot_interval_secs),
+            events: config.control_mode,
             locks: Arc::default(),
         }
     }
@@ -315,6 +318,18 @@ impl DockerBackend {
             "snapshot saved"
         );
         Ok(())
+    }
+
+    /// Saves after a session create through the API when no control
+    /// channel reports it (`control_mode = false`); with channels, its
+    /// event does.
+    pub(super) async fn save_after_create(&self, shed: &str) {
+        if self.snapshots.events {
+            return;
+        }
+        if let Err(e) = self.save_snapshot(shed, SaveReason::Change).await {
+            tracing::warn!(shed, error = %e, "snapshot after a create");
+        }
     }
 
     /// Saves before a stop that goes through shed; a failure is logged and
