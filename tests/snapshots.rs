@@ -434,3 +434,30 @@ async fn the_cli_sets_a_policy_and_reports_a_restore_and_bad_values_are_400() {
     assert_eq!(r.status, 400, "{}", r.json);
     assert_eq!(sessions(&server, "cli").await.len(), 1);
 }
+
+#[tokio::test]
+async fn an_ssh_login_that_starts_the_shed_finds_its_sessions_back() {
+    let server = start_server();
+    let key = SshKey::generate();
+    server.authorize(&key);
+    let cli = Cli::new();
+    cli.add_server_with_key(&server, "local", &key);
+    make_shed(&server, "login").await;
+    new_session(&server, "login", json!({"name": "kept", "cwd": "/tmp"})).await;
+    saved(&server, "login", |s| session(s, "kept").is_some()).await;
+    let r = post(&server.url("/api/sheds/login/stop"), "").await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    // The login's start restores before the command runs.
+    let out = cli.run(&[
+        "exec",
+        "login",
+        "--",
+        "tmux",
+        "display-message",
+        "-p",
+        "-t",
+        "=kept:",
+        "#{pane_current_path}",
+    ]);
+    assert_eq!(texts(&out).0, "/tmp\n", "{:?}", texts(&out));
+}

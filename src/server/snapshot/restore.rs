@@ -94,14 +94,26 @@ pub fn pane_run(session: &SavedSession, pane: &SavedPane, first: bool, rules: &R
 }
 
 /// The file content printed into a pane: its history between markers;
-/// nothing when it has none.
+/// nothing when it has none. Control characters other than newline and
+/// tab become `?`: saved history is plain text, and a tampered file must
+/// not send escape sequences to the user's terminal.
 pub fn history_text(pane: &SavedPane, saved_at: &str) -> Option<String> {
     if pane.history.trim().is_empty() {
         return None;
     }
+    let history: String = pane
+        .history
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect();
     Some(format!(
-        "{HISTORY_START} (saved {saved_at})\n{}\n{HISTORY_END}\n",
-        pane.history
+        "{HISTORY_START} (saved {saved_at})\n{history}\n{HISTORY_END}\n"
     ))
 }
 
@@ -371,6 +383,17 @@ mod tests {
         assert!(selects.contains(&"=s:^.1".to_string()), "{selects:?}");
         assert!(selects.contains(&"select-window".to_string()));
         assert_ne!(selects.last().map(String::as_str), Some(";"));
+    }
+
+    #[test]
+    fn history_is_marked_and_carries_no_escape_sequences() {
+        let mut p = pane(0, None, None);
+        assert_eq!(history_text(&p, "t"), None);
+        p.history = "ok\tline\n\u{1b}]52;c;aGk=\u{7}\u{9b}2J".into();
+        let text = history_text(&p, "t").unwrap();
+        assert!(text.starts_with(HISTORY_START), "{text}");
+        assert!(text.contains("ok\tline\n?]52;c;aGk=??2J\n"), "{text:?}");
+        assert!(text.trim_end().ends_with(HISTORY_END), "{text}");
     }
 
     #[test]
