@@ -157,7 +157,7 @@ C-b d detaches; whatever runs in the session keeps running.")]
         /// Only this shed's sessions.
         shed: Option<String>,
         /// Only this shed's sessions, for a shed named like a subcommand
-        /// (`new`, `peek`, `send`, `kill`, `help`).
+        /// (`new`, `peek`, `send`, `kill`, `restore`, `help`).
         #[arg(long = "shed", value_name = "SHED", conflicts_with = "shed")]
         shed_flag: Option<String>,
         /// Every configured server, queried concurrently.
