@@ -406,6 +406,7 @@ impl DockerBackend {
         }
         let existing = self.list_sessions_for_restore(shed).await?;
         let rules = Rules::builtin();
+        let mut failed = false;
         let saved_at = snapshot.saved_at.to_rfc3339_opts(SecondsFormat::Secs, true);
         for session in &snapshot.sessions {
             if existing.contains(&session.name) {
@@ -450,6 +451,7 @@ impl DockerBackend {
                         // Without its first step the session does not exist.
                         if i == 0 {
                             action.skipped = Some(format!("tmux refused it: {message}"));
+                            failed = true;
                             break;
                         }
                     }
@@ -459,6 +461,7 @@ impl DockerBackend {
                             .push(format!("restoring session {}: {e}", session.name));
                         if i == 0 {
                             action.skipped = Some(e.to_string());
+                            failed = true;
                             break;
                         }
                     }
@@ -468,6 +471,14 @@ impl DockerBackend {
         }
         if !dry_run {
             self.channels.wrote(shed);
+        }
+        if failed {
+            // Not marked: the snapshot stays as it is (saves of this start
+            // cannot replace it) and the next restore tries again.
+            report.warnings.push(
+                "some sessions could not be restored; the snapshot is kept for another try".into(),
+            );
+        } else if !dry_run {
             snapshot.restored_for = Some(run);
             // A restore from the previous file leaves the unusable current
             // one to be replaced, not kept as the previous.
