@@ -461,3 +461,14 @@ async fn an_ssh_login_that_starts_the_shed_finds_its_sessions_back() {
     ]);
     assert_eq!(texts(&out).0, "/tmp\n", "{:?}", texts(&out));
 }
+
+#[tokio::test]
+async fn docker_restarting_a_shed_behind_shed_brings_its_sessions_back() {
+    let server = start_server();
+    make_shed(&server, "rs").await;
+    new_session(&server, "rs", json!({"name": "back"})).await;
+    saved(&server, "rs", |s| session(s, "back").is_some()).await;
+    // As Docker's restart policy does after a reboot: no stop through shed.
+    docker(&["restart", "-t", "1", &server.container("rs")]);
+    wait_sessions(&server, "rs", &["back"]).await;
+}
