@@ -110,6 +110,7 @@ fn spec(name: &str, command: Option<&str>, cwd: &Path) -> SessionSpec {
         command: command.map(String::from),
         cwd: cwd.to_string_lossy().into_owned(),
         env: vec![],
+        options: vec![],
     }
 }
 
@@ -409,6 +410,7 @@ async fn session_output(
             command: Some(command.into()),
             cwd: cwd.into(),
             env,
+            options: vec![],
         })
         .await
         .unwrap_or_else(|e| panic!("new-session {name}: {e}"));

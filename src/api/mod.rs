@@ -9,6 +9,7 @@ pub mod events;
 pub mod fingerprint;
 pub mod hooks;
 pub mod names;
+pub mod snapshot;
 
 pub use names::{validate_session_name, validate_shed_name, NameError};
 
@@ -255,6 +256,11 @@ pub struct CreateSessionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = env_schema)]
     pub env: Option<std::collections::BTreeMap<String, String>>,
+    /// What the session runs when it is restored after its shed restarts
+    /// [default: `shell` without a command, `resume` for an agent's
+    /// command, `ask` for any other].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<snapshot::RestorePolicy>,
 }
 
 /// The schema of a session's `env`: names are shell variable names, values

@@ -23,6 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const QUICK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound for a create, which may clone a large repository.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Upper bound for an on-demand restore, which recreates every session.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Largest response body read from a server; a lying one cannot exhaust memory.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -616,6 +618,19 @@ impl ApiClient {
             .await?;
         let session = self.expect(session)?;
         self.the_session(shed, &request.name, session)
+    }
+
+    /// `POST /api/sheds/{shed}/snapshot/restore[?dry_run=true]`.
+    pub async fn restore_snapshot(
+        &self,
+        shed: &str,
+        dry_run: bool,
+    ) -> Result<crate::api::snapshot::RestoreReport, ClientError> {
+        let path = format!("/api/sheds/{shed}/snapshot/restore?dry_run={dry_run}");
+        let report = self
+            .call::<_, serde_json::Value>(Method::POST, &path, None, RESTORE_TIMEOUT)
+            .await?;
+        self.expect(report)
     }
 
     /// `DELETE /api/sheds/{shed}/sessions/{session}`.

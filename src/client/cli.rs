@@ -159,7 +159,7 @@ C-b d detaches; whatever runs in the session keeps running.")]
         /// Only this shed's sessions.
         shed: Option<String>,
         /// Only this shed's sessions, for a shed named like a subcommand
-        /// (`new`, `peek`, `send`, `kill`, `help`).
+        /// (`new`, `peek`, `send`, `kill`, `restore`, `help`).
         #[arg(long = "shed", value_name = "SHED", conflicts_with = "shed")]
         shed_flag: Option<String>,
         /// Every configured server, queried concurrently.
@@ -271,6 +271,11 @@ pub enum SessionsCommand {
         /// Working directory [default: /workspace].
         #[arg(long, value_name = "DIR")]
         cwd: Option<String>,
+        /// What the session runs when it comes back after its shed restarts:
+        /// shell, rerun, resume (an agent's conversation) or ask [default:
+        /// shell without a command, resume for an agent, ask otherwise].
+        #[arg(long, value_name = "POLICY", value_parser = ["shell", "rerun", "resume", "ask"])]
+        restore: Option<String>,
         /// Command and arguments [default: a shell].
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
@@ -288,6 +293,14 @@ pub enum SessionsCommand {
         /// Print the server's explanation as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Recreate the saved sessions a shed runs without, and say what was done.
+    Restore {
+        /// Shed name.
+        shed: String,
+        /// Only say what would be restored.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print a session's recent output, scrollback included.
     Peek {

@@ -29,6 +29,8 @@ pub struct NewSession {
     pub cwd: String,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// The restore policy asked for; `None` for the default.
+    pub restore: Option<crate::api::snapshot::RestorePolicy>,
 }
 
 /// Failures a backend reports; [`crate::server::error::ApiError`] maps them to HTTP.
@@ -228,6 +230,36 @@ pub trait ShedBackend: Send + Sync + 'static {
             rules_version: crate::server::agent::rules::Rules::builtin()
                 .version()
                 .to_string(),
+        })
+    }
+
+    /// What the shed's snapshot holds. A backend without snapshots has none.
+    async fn snapshot(
+        &self,
+        shed: &str,
+    ) -> Result<crate::api::snapshot::SnapshotView, BackendError> {
+        self.get(shed).await?;
+        Ok(crate::api::snapshot::SnapshotView {
+            shed: shed.into(),
+            file: None,
+            snapshot: None,
+            warnings: Vec::new(),
+        })
+    }
+    /// Recreates the saved sessions the shed runs without (or says what it
+    /// would recreate). A backend without snapshots restores nothing.
+    async fn restore_snapshot(
+        &self,
+        shed: &str,
+        dry_run: bool,
+    ) -> Result<crate::api::snapshot::RestoreReport, BackendError> {
+        self.get(shed).await?;
+        Ok(crate::api::snapshot::RestoreReport {
+            shed: shed.into(),
+            dry_run,
+            file: None,
+            actions: Vec::new(),
+            warnings: Vec::new(),
         })
     }
     /// Types `text` literally into the session, then Enter if asked.

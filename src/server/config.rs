@@ -92,6 +92,11 @@ pub struct ServerConfig {
     pub install_hooks: bool,
     /// Notification targets (`[[notify]]`), sent on agent state changes.
     pub notify: Vec<crate::server::notify::NotifyConfig>,
+    /// Lines of each pane's history a session snapshot keeps (0: none).
+    pub snapshot_history_lines: usize,
+    /// Seconds between the periodic snapshots of every running shed, which
+    /// keep the panes' history fresh (0: only on changes and before stops).
+    pub snapshot_interval_secs: u64,
 }
 
 /// The `tls` key: whether the HTTP API is served over TLS.
@@ -141,6 +146,8 @@ impl Default for ServerConfig {
             screen_rules: Default::default(),
             install_hooks: true,
             notify: Vec::new(),
+            snapshot_history_lines: 2000,
+            snapshot_interval_secs: 300,
         }
     }
 }
@@ -294,6 +301,23 @@ impl ServerConfig {
             ));
         }
         self.check_ssh_limits(path)?;
+        let max_lines = crate::server::sessions::MAX_OUTPUT_LINES;
+        if self.snapshot_history_lines > max_lines {
+            return Err(invalid(
+                "snapshot_history_lines",
+                format!("{} is over {max_lines}", self.snapshot_history_lines),
+            ));
+        }
+        if self.snapshot_interval_secs != 0 && !(10..=86_400).contains(&self.snapshot_interval_secs)
+        {
+            return Err(invalid(
+                "snapshot_interval_secs",
+                format!(
+                    "{} is not 0 (off) or between 10 and 86400",
+                    self.snapshot_interval_secs
+                ),
+            ));
+        }
         if let Some(prefix) = &self.isolation_prefix {
             let ok = !prefix.is_empty()
                 && prefix.len() <= 32

@@ -18,6 +18,7 @@ pub mod listener;
 pub mod notify;
 pub mod repo;
 pub mod sessions;
+pub mod snapshot;
 pub mod ssh;
 pub mod tls;
 pub mod tmux;
@@ -62,6 +63,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let _notify = notify::spawn(&config.notify, &config.name, events.clone())
         .context("starting notifications")?;
     backend.start_channels(events.clone());
+    backend.start_snapshots(events.clone());
 
     let host_key =
         ssh::keys::load_or_create_host_key(&config.data_dir).context("loading the SSH host key")?;

@@ -276,6 +276,7 @@ mod tests {
             command: None,
             cwd: "/workspace".into(),
             env: Vec::new(),
+            restore: None,
         };
         let names: Vec<String> = (0..10).map(|i| format!("shed{}", i % 3)).collect();
         let creates = names.iter().map(|shed| service.create(shed, new.clone()));

@@ -10,6 +10,7 @@ use super::{
     all_failed, ask_all, check_session_name, check_shed_name, outcome, session_hint, Ctx, Outcome,
     ServerFailure,
 };
+use crate::api::snapshot::RestorePolicy;
 use crate::api::{CreateSessionRequest, ErrorCode, SendInputRequest, SessionInfo};
 use crate::client::api_client::{ApiClient, ClientError};
 use crate::client::cli::SessionsCommand;
@@ -122,6 +123,7 @@ impl Ctx {
                 shed,
                 session,
                 cwd,
+                restore,
                 command,
                 wait_for,
             } => {
@@ -132,6 +134,7 @@ impl Ctx {
                     command: (!command.is_empty()).then(|| shell_words::join(&command)),
                     cwd,
                     env: None,
+                    restore: restore.as_deref().and_then(RestorePolicy::parse),
                 };
                 let created = client.create_session(&shed, &request).await?;
                 if created.exited {
@@ -163,6 +166,33 @@ impl Ctx {
                     other => other.or_hint(&client, &shed, &session).await?,
                 };
                 super::explain::print(&client, &explanation, json)?;
+            }
+            SessionsCommand::Restore { shed, dry_run } => {
+                let (client, _) = self.running_shed(&shed).await?;
+                let report = client.restore_snapshot(&shed, dry_run).await?;
+                for w in &report.warnings {
+                    warn(&clean(w));
+                }
+                if report.actions.is_empty() {
+                    println!(
+                        "Nothing saved to restore in shed {shed} on {}",
+                        client.server()
+                    );
+                }
+                let verb = if dry_run { "Would restore" } else { "Restored" };
+                for a in &report.actions {
+                    match &a.skipped {
+                        Some(why) => println!("Skipped {}: {}", a.session, clean(why)),
+                        None => println!(
+                            "{verb} {}: {} window(s), {} pane(s), {} -> {}",
+                            a.session,
+                            a.windows,
+                            a.panes,
+                            a.policy,
+                            one_line(&clean(&a.runs))
+                        ),
+                    }
+                }
             }
             SessionsCommand::Peek {
                 shed,

@@ -157,6 +157,8 @@ pub struct SessionSpec {
     pub cwd: String,
     /// Extra environment, `KEY=VALUE` each.
     pub env: Vec<(String, String)>,
+    /// Session user options set on the same line as the create.
+    pub options: Vec<(String, String)>,
 }
 
 /// Options for [`ControlClient::start`].
@@ -437,6 +439,17 @@ impl ControlClient {
             create.push(format!("{key}={value}"));
         }
         let mut commands = vec![create];
+        for (key, value) in &spec.options {
+            // set-option's -t is a pane target: `=NAME` alone would be
+            // read as a window name.
+            commands.push(vec![
+                "set-option".into(),
+                "-t".into(),
+                tmux::pane_target(&spec.name),
+                key.clone(),
+                value.clone(),
+            ]);
+        }
         if let Some(command) = &spec.command {
             // `--` twice: neither tmux nor sh may read a command starting
             // with `-` as options.
@@ -688,6 +701,7 @@ mod tests {
             command: Some("true".into()),
             cwd: "/".into(),
             env: vec![],
+            options: vec![],
         };
         let create = tokio::spawn(async move { c.new_session(&spec).await });
         line.clear();

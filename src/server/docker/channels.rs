@@ -312,6 +312,10 @@ async fn supervise(
             Ok(client) => {
                 let client = Arc::new(client);
                 if previous.is_none() {
+                    // Saved sessions come back before the baseline, so they
+                    // are part of it rather than news (a no-op when the
+                    // API's start already restored them).
+                    this.restore_after_start(&shed).await;
                     // The state at open is the baseline, taken before any
                     // request can use the channel: a session made after it
                     // is news even if the first subscription report (at most

@@ -295,7 +295,8 @@ impl DockerBackend {
             return Ok(());
         }
         match self.start_shed(name).await {
-            Ok(_) | Err(BackendError::AlreadyRunning(_)) => {}
+            Ok(_) => self.restore_after_start(name).await,
+            Err(BackendError::AlreadyRunning(_)) => {}
             Err(e) => return Err(e),
         }
         let deadline = tokio::time::Instant::now() + wait;

@@ -3,6 +3,7 @@
 mod channels;
 mod exec;
 mod lifecycle;
+mod snapshots;
 mod tmux;
 pub mod watch;
 
@@ -197,6 +198,8 @@ pub struct DockerBackend {
     kept_dir: PathBuf,
     /// The tmux control channels, one per running shed.
     channels: channels::Channels,
+    /// Snapshot settings and per-shed locks.
+    snapshots: snapshots::SnapshotState,
 }
 
 /// Removes a name from the in-progress set when the create ends, however it ends.
@@ -246,6 +249,7 @@ impl DockerBackend {
                 config.control_mode,
                 std::sync::Arc::new(config.rules()?),
             ),
+            snapshots: snapshots::SnapshotState::new(config),
         })
     }
 
@@ -463,24 +467,46 @@ impl ShedBackend for DockerBackend {
 
     async fn create(&self, new: NewShed) -> Result<Shed, BackendError> {
         let shed = self.create_shed(new).await?;
+        // A kept volume brings its snapshot along.
+        self.restore_after_start(&shed.name).await;
         self.channels.open(&shed.name);
         Ok(shed)
     }
 
     async fn delete(&self, name: &str, keep_volume: bool) -> Result<(), BackendError> {
+        if keep_volume {
+            self.save_before_stop(name).await;
+        }
         self.channels.close(name);
         self.delete_shed(name, keep_volume).await
     }
 
     async fn start(&self, name: &str) -> Result<Shed, BackendError> {
         let shed = self.start_shed(name).await?;
+        self.restore_after_start(name).await;
         self.channels.open(name);
         Ok(shed)
     }
 
     async fn stop(&self, name: &str) -> Result<Shed, BackendError> {
+        self.save_before_stop(name).await;
         self.channels.close(name);
         self.stop_shed(name).await
+    }
+
+    async fn snapshot(
+        &self,
+        shed: &str,
+    ) -> Result<crate::api::snapshot::SnapshotView, BackendError> {
+        self.snapshot_view(shed).await
+    }
+
+    async fn restore_snapshot(
+        &self,
+        shed: &str,
+        dry_run: bool,
+    ) -> Result<crate::api::snapshot::RestoreReport, BackendError> {
+        self.restore_sessions(shed, true, dry_run).await
     }
 
     async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
@@ -492,11 +518,21 @@ impl ShedBackend for DockerBackend {
         shed: &str,
         new: NewSession,
     ) -> Result<SessionInfo, BackendError> {
-        self.tmux_new_session(shed, new).await
+        let session = self.tmux_new_session(shed, new).await?;
+        self.save_after_create(shed).await;
+        Ok(session)
     }
 
     async fn kill_session(&self, shed: &str, session: &str) -> Result<(), BackendError> {
-        self.tmux_kill_session(shed, session).await
+        self.tmux_kill_session(shed, session).await?;
+        // Killed on purpose: out of the snapshot at once, never restored.
+        if let Err(e) = self
+            .save_snapshot(shed, crate::server::snapshot::SaveReason::Kill)
+            .await
+        {
+            tracing::warn!(shed, error = %e, "snapshot after a kill");
+        }
+        Ok(())
     }
 
     async fn session_output(

@@ -127,12 +127,20 @@ impl DockerBackend {
             )));
         }
         self.check_directory(shed, &new.cwd).await?;
+        // The create request, kept in tmux so a snapshot can save it.
+        let created = crate::server::snapshot::capture::Created {
+            command: new.command.clone(),
+            env: new.env.iter().cloned().collect(),
+            restore: new.restore,
+        };
+        let option = crate::server::snapshot::capture::CREATE_OPTION;
         if let Some(client) = self.channels.client(shed) {
             let spec = SessionSpec {
                 name: new.name.clone(),
                 command: new.command.clone(),
                 cwd: new.cwd.clone(),
                 env: new.env.clone(),
+                options: vec![(option.to_string(), created.to_option())],
             };
             match client.new_session(&spec).await {
                 Ok(()) => {
@@ -179,6 +187,11 @@ impl DockerBackend {
                 "on",
             ]));
         }
+        // set-option's -t is a pane target: `=NAME` alone would be read as
+        // a window name.
+        let session = tmux_text::pane_target(&new.name);
+        cmd.extend(args(&[";", "set-option", "-t", &session, option]));
+        cmd.push(tmux_text::literal_arg(&created.to_option()));
         match self.tmux(shed, cmd).await? {
             Ok(_) => {
                 // A channel's model may not show an exec's write yet either.
@@ -456,7 +469,10 @@ impl DockerBackend {
     }
 
     /// Every session of a shed already known to run, in one exec.
-    async fn list_sessions_unchecked(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
+    pub(super) async fn list_sessions_unchecked(
+        &self,
+        shed: &str,
+    ) -> Result<Vec<SessionInfo>, BackendError> {
         match self.tmux(shed, tmux_text::list_command()).await? {
             Ok(text) => {
                 let mut sessions =

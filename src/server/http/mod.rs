@@ -9,6 +9,7 @@ mod meta;
 pub mod openapi;
 mod sessions;
 mod sheds;
+mod snapshots;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use extract::{ApiJson, ApiPath, ApiQuery, SessionName, ShedName};
 pub use openapi::ApiDoc;
 pub use sessions::OutputParams;
 pub use sheds::DeleteParams;
+pub use snapshots::RestoreParams;
 
 /// Largest request body accepted; create bodies are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -141,6 +143,16 @@ fn routes() -> Vec<ApiRoute> {
             sessions::send_input,
         ),
         route(Method::GET, "/api/sessions", sessions::all_sessions),
+        route(
+            Method::GET,
+            "/api/sheds/{name}/snapshot",
+            snapshots::get_snapshot,
+        ),
+        route(
+            Method::POST,
+            "/api/sheds/{name}/snapshot/restore",
+            snapshots::restore_snapshot,
+        ),
         route(Method::GET, "/api/events", events::events),
     ]
 }

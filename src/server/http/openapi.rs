@@ -8,7 +8,7 @@ use axum::Json;
 // Globs bring in utoipa's `__path_*` companions; named by a bare ident, an
 // operation gets no module tag, as before the split.
 use super::AppState;
-use super::{events::*, hooks::*, meta::*, sessions::*, sheds::*};
+use super::{events::*, hooks::*, meta::*, sessions::*, sheds::*, snapshots::*};
 use crate::api::ErrorBody;
 
 /// The OpenAPI description of this API, generated from the handlers.
@@ -18,7 +18,8 @@ use crate::api::ErrorBody;
     paths(
         health, info, ssh_host_key, list_sheds, create_shed, get_shed, delete_shed, start_shed,
         stop_shed, install_hooks, list_sessions, create_session, get_session, kill_session,
-        session_output, session_agent, send_input, all_sessions, events, openapi_json
+        session_output, session_agent, send_input, all_sessions, get_snapshot, restore_snapshot,
+        events, openapi_json
     ),
     // What an event stream's `data:` carries, for clients that parse it.
     components(schemas(crate::api::events::Event, crate::api::events::EventKind)),

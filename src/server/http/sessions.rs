@@ -78,6 +78,7 @@ impl TryFrom<CreateSessionRequest> for NewSession {
             command: request.command,
             cwd,
             env,
+            restore: request.restore,
         })
     }
 }

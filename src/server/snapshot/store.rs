@@ -1,0 +1,275 @@
+//! Where snapshots live and how they are written: `snapshot.json` and the
+//! one before it, `snapshot.prev.json`, in a root-owned `0700` directory on
+//! the shed's workspace volume, written as root by the scripts below (the
+//! server may be remote from Docker's disk, so it goes through the
+//! container). Env values given at create may be secrets, hence `0600`.
+
+use crate::api::snapshot::Snapshot;
+
+use super::format::{self, FormatError};
+
+/// The snapshot directory inside a shed, on its workspace volume.
+pub const SNAPSHOT_DIR: &str = "/workspace/.shed";
+/// The latest snapshot.
+pub const CURRENT_FILE: &str = "snapshot.json";
+/// The snapshot it replaced.
+pub const PREVIOUS_FILE: &str = "snapshot.prev.json";
+
+/// Exit status of [`READ_SCRIPT`] when there is no such file.
+pub const EXIT_ABSENT: i64 = 10;
+/// Exit status of both scripts when the directory is not root's own.
+pub const EXIT_UNSAFE: i64 = 11;
+/// Exit status of [`WRITE_SCRIPT`] when given nothing to write.
+pub const EXIT_EMPTY: i64 = 12;
+
+/// Prints `$1/$2`. The directory must be the real one (not reached through a
+/// symlink) and root's: a file the agent could plant there is not read as root.
+pub const READ_SCRIPT: &str = r#"set -u
+cd -P -- "$1" 2>/dev/null || exit 10
+if [ "$(pwd -P)" != "$1" ] || [ ! -O . ]; then echo "unsafe snapshot directory" >&2; exit 11; fi
+[ -f "$2" ] || exit 10
+exec cat -- "$2"
+"#;
+
+/// Writes stdin as `$1/snapshot.json`: to a temp file, fsync, then (when
+/// `$2` is `rotate`) the current file becomes the previous one, then the
+/// rename, then an fsync of the directory. At every moment one complete
+/// snapshot is on disk. Refuses empty input.
+pub const WRITE_SCRIPT: &str = r#"set -eu
+dir=$1
+umask 077
+if [ ! -e "$dir" ] && [ ! -L "$dir" ]; then mkdir -- "$dir"; fi
+cd -P -- "$dir"
+if [ "$(pwd -P)" != "$dir" ] || [ ! -O . ]; then echo "unsafe snapshot directory" >&2; exit 11; fi
+chmod 0700 .
+tmp=snapshot.json.tmp
+cat > "$tmp"
+if [ ! -s "$tmp" ]; then rm -f -- "$tmp"; echo "refusing an empty snapshot" >&2; exit 12; fi
+sync "$tmp" 2>/dev/null || sync
+if [ "$2" = rotate ] && [ -f snapshot.json ]; then mv -f -- snapshot.json snapshot.prev.json; fi
+mv -f -- "$tmp" snapshot.json
+sync . 2>/dev/null || sync
+"#;
+
+/// The argv that reads `file` from `dir`.
+pub fn read_command(dir: &str, file: &str) -> Vec<String> {
+    ["/bin/sh", "-c", READ_SCRIPT, "shed-snapshot", dir, file]
+        .map(String::from)
+        .to_vec()
+}
+
+/// The argv that writes stdin as the current snapshot in `dir`, keeping the
+/// current one as the previous when `rotate`.
+pub fn write_command(dir: &str, rotate: bool) -> Vec<String> {
+    let mode = if rotate { "rotate" } else { "keep" };
+    ["/bin/sh", "-c", WRITE_SCRIPT, "shed-snapshot", dir, mode]
+        .map(String::from)
+        .to_vec()
+}
+
+/// What one read of a file gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// No such file.
+    Absent,
+    /// A snapshot.
+    Ok(Snapshot),
+    /// A file that could not be read or parsed, and why.
+    Bad(String),
+}
+
+impl Read {
+    /// The outcome of reading a file's bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Read {
+        match format::parse(bytes) {
+            Ok(s) => Read::Ok(s),
+            Err(e) => Read::Bad(e.to_string()),
+        }
+    }
+
+    /// The outcome of a read that stopped at the size limit.
+    pub fn too_large() -> Read {
+        Read::Bad(FormatError::TooLarge.to_string())
+    }
+}
+
+/// Both files as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// `snapshot.json`.
+    pub current: Read,
+    /// `snapshot.prev.json`.
+    pub previous: Read,
+}
+
+impl Stored {
+    /// The snapshot to trust, the file it came from, and a warning for each
+    /// file that was unreadable on the way: the current one, else the previous.
+    pub fn best(&self) -> (Option<(&'static str, &Snapshot)>, Vec<String>) {
+        let mut warnings = Vec::new();
+        for (name, read) in [("current", &self.current), ("previous", &self.previous)] {
+            match read {
+                Read::Ok(s) => return (Some((name, s)), warnings),
+                Read::Bad(why) => warnings.push(format!("the {name} snapshot is unusable: {why}")),
+                Read::Absent => {}
+            }
+        }
+        (None, warnings)
+    }
+
+    /// Whether a write may keep the current file as the previous one: only
+    /// when it is good, so a corrupt file never pushes out a good previous.
+    pub fn rotate(&self) -> bool {
+        matches!(self.current, Read::Ok(_))
+    }
+}
+
+/// Whether `new`, taken in the container start `new.run`, may replace what
+/// is stored. A snapshot from an earlier start that has not been restored
+/// yet must not be replaced by the sessions of a fresh start (tmux-continuum
+/// #166: an autosave wrote the empty state over the last good save); within
+/// one start, sessions that are gone are gone for a reason (killed, ended),
+/// so a smaller snapshot is fine.
+pub fn may_replace(stored: Option<&Snapshot>, new: &Snapshot) -> Result<(), String> {
+    let Some(old) = stored else {
+        return Ok(());
+    };
+    if old.run == new.run || old.restored_for.as_deref() == Some(new.run.as_str()) {
+        return Ok(());
+    }
+    let missing = old
+        .sessions
+        .iter()
+        .filter(|o| !new.sessions.iter().any(|n| n.name == o.name))
+        .count();
+    if missing == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "the snapshot saved at {} (an earlier start) holds {missing} session(s) not restored yet",
+        old.saved_at.to_rfc3339()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::snapshot::SNAPSHOT_VERSION;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn snapshot(run: &str, names: &[&str]) -> Snapshot {
+        let mut s = format::tests_support::sample();
+        s.run = run.into();
+        let one = s.sessions[0].clone();
+        s.sessions = names
+            .iter()
+            .map(|n| crate::api::snapshot::SavedSession {
+                name: n.to_string(),
+                ..one.clone()
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn a_fresh_start_never_overwrites_an_unrestored_snapshot() {
+        let old = snapshot("run1", &["a", "b"]);
+        // Same start: sessions that went away went away.
+        assert!(may_replace(Some(&old), &snapshot("run1", &[])).is_ok());
+        assert!(may_replace(Some(&old), &snapshot("run1", &["a"])).is_ok());
+        // A new start before the restore: refused, empty or shrunk.
+        assert!(may_replace(Some(&old), &snapshot("run2", &[])).is_err());
+        assert!(may_replace(Some(&old), &snapshot("run2", &["a"])).is_err());
+        // Nothing lost: fine.
+        assert!(may_replace(Some(&old), &snapshot("run2", &["a", "b", "c"])).is_ok());
+        // Restored for this start: later saves of this start may shrink it.
+        let mut restored = old.clone();
+        restored.restored_for = Some("run2".into());
+        assert!(may_replace(Some(&restored), &snapshot("run2", &[])).is_ok());
+        assert!(may_replace(None, &snapshot("run2", &[])).is_ok());
+        assert_eq!(old.version, SNAPSHOT_VERSION);
+    }
+
+    #[test]
+    fn the_best_file_is_the_current_one_else_the_previous_with_a_warning() {
+        let good = snapshot("r", &["a"]);
+        let stored = Stored {
+            current: Read::from_bytes(b"{garbage"),
+            previous: Read::Ok(good.clone()),
+        };
+        let (best, warnings) = stored.best();
+        assert_eq!(best, Some(("previous", &good)));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("current"), "{warnings:?}");
+        assert!(
+            !stored.rotate(),
+            "a corrupt file must not push out the good previous one"
+        );
+        let stored = Stored {
+            current: Read::Ok(good.clone()),
+            previous: Read::Absent,
+        };
+        assert_eq!(stored.best(), (Some(("current", &good)), vec![]));
+        assert!(stored.rotate());
+    }
+
+    fn run(cmd: Vec<String>, input: &[u8]) -> (i64, Vec<u8>) {
+        let mut child = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code().unwrap_or(-1) as i64, out.stdout)
+    }
+
+    #[test]
+    fn the_scripts_write_atomically_keep_the_previous_and_refuse_traps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        let dir = base.join("shed");
+        let dir = dir.to_str().unwrap();
+        assert_eq!(run(read_command(dir, CURRENT_FILE), b"").0, EXIT_ABSENT);
+        assert_eq!(run(write_command(dir, true), b"one").0, 0);
+        assert_eq!(
+            run(read_command(dir, CURRENT_FILE), b""),
+            (0, b"one".to_vec())
+        );
+        assert_eq!(run(read_command(dir, PREVIOUS_FILE), b"").0, EXIT_ABSENT);
+        assert_eq!(run(write_command(dir, true), b"two").0, 0);
+        assert_eq!(run(read_command(dir, CURRENT_FILE), b"").1, b"two");
+        assert_eq!(run(read_command(dir, PREVIOUS_FILE), b"").1, b"one");
+        // Without rotation the previous file stays.
+        assert_eq!(run(write_command(dir, false), b"three").0, 0);
+        assert_eq!(run(read_command(dir, PREVIOUS_FILE), b"").1, b"one");
+        // Empty input never replaces anything.
+        assert_eq!(run(write_command(dir, true), b"").0, EXIT_EMPTY);
+        assert_eq!(run(read_command(dir, CURRENT_FILE), b"").1, b"three");
+        let mode = std::fs::metadata(format!("{dir}/snapshot.json")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temp file left: {names:?}");
+        // A symlink planted where the directory goes is neither followed
+        // for writing nor for reading.
+        let elsewhere = base.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("snapshot.json"), "secret").unwrap();
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let link = link.to_str().unwrap();
+        assert_eq!(run(write_command(link, true), b"x").0, EXIT_UNSAFE);
+        assert_eq!(run(read_command(link, CURRENT_FILE), b"").0, EXIT_UNSAFE);
+        assert_eq!(
+            std::fs::read(elsewhere.join("snapshot.json")).unwrap(),
+            b"secret"
+        );
+    }
+}
