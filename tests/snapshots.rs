@@ -277,31 +277,22 @@ async fn each_restore_policy_does_what_it_says() {
     type_line(&server, "pol", "plain", "echo shell-$((6*7))").await;
     wait_pane(&server, "pol", "=plain:", "shell-42").await;
 
-    // resume: relaunched on its conversation, with the rules' command; until
-    // the rules name one, the command is offered as with `ask`.
-    match Rules::builtin().resume_command(AgentKind::Claude, "conv-42") {
-        Some(_) => {
-            let ok = wait_until(DEADLINE, || {
-                let log = in_shed(&server, "pol", "cat /workspace/agent.log");
-                log.lines().count() == 2 && log.lines().nth(1).unwrap().contains("conv-42")
-            });
-            assert!(
-                ok,
-                "{}",
-                in_shed(&server, "pol", "cat /workspace/agent.log")
-            );
-        }
-        None => {
-            wait_pane(
-                &server,
-                "pol",
-                "=agent:",
-                "this session ran: /workspace/bin/claude",
-            )
-            .await;
-            assert_eq!(in_shed(&server, "pol", "wc -l < /workspace/agent.log"), "1");
-        }
-    }
+    // resume: relaunched on its conversation, with the rules' command.
+    assert_eq!(
+        Rules::builtin()
+            .resume_command(AgentKind::Claude, "conv-42")
+            .as_deref(),
+        Some("claude --resume conv-42")
+    );
+    let ok = wait_until(DEADLINE, || {
+        let log = in_shed(&server, "pol", "cat /workspace/agent.log");
+        log.lines().count() == 2 && log.lines().nth(1) == Some("claude --resume conv-42")
+    });
+    assert!(
+        ok,
+        "{}",
+        in_shed(&server, "pol", "cat /workspace/agent.log")
+    );
 }
 
 #[tokio::test]

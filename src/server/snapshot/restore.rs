@@ -16,7 +16,13 @@ use super::capture::{Created, CREATE_OPTION};
 /// What every restored pane runs: prints the saved history (and removes its
 /// file), then a shell, the command (`run`), or the command once the user
 /// presses Enter (`ask`).
+///
+/// Its fourth argument is the session's `PATH` (`-` for none): tmux gives a
+/// new pane the `PATH` of the client that asked for it when that client is
+/// not attached (spawn.c, so that `tmux new CMD` finds CMD), and a restore
+/// runs tmux through an exec, so `-e PATH=...` alone would be lost.
 pub const PANE_SCRIPT: &str = r#"f=$1; mode=$2; cmd=$3
+case ${4:--} in -) ;; *) export PATH="$4" ;; esac
 if [ -n "$f" ] && [ -f "$f" ]; then cat -- "$f"; rm -f -- "$f"; fi
 case $mode in
 run) exec /bin/sh -c -- "$cmd" ;;
@@ -131,7 +137,7 @@ fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
-fn pane_command(file: &str, run: &PaneRun) -> Vec<String> {
+fn pane_command(file: &str, run: &PaneRun, path: Option<&String>) -> Vec<String> {
     let (mode, command) = run.mode();
     let mut cmd = args(&["--", "/bin/sh", "-c", PANE_SCRIPT, "shed-restore"]);
     cmd.push(tmux_text::literal_arg(file));
@@ -142,6 +148,10 @@ fn pane_command(file: &str, run: &PaneRun) -> Vec<String> {
     } else {
         command
     }));
+    cmd.push(match path {
+        Some(path) if !path.is_empty() && path != "-" => tmux_text::literal_arg(path),
+        _ => "-".into(),
+    });
     cmd
 }
 
@@ -192,7 +202,11 @@ pub fn plan_session(session: &SavedSession, rules: &Rules, files: &[String]) -> 
                 step.push("-e".into());
                 step.push(tmux_text::literal_arg(&format!("{key}={value}")));
             }
-            step.extend(pane_command(pane_files[0], &runs[0]));
+            step.extend(pane_command(
+                pane_files[0],
+                &runs[0],
+                session.env.get("PATH"),
+            ));
             let created = Created {
                 command: session.command.clone(),
                 env: session.env.clone(),
@@ -207,7 +221,11 @@ pub fn plan_session(session: &SavedSession, rules: &Rules, files: &[String]) -> 
             step.push(tmux_text::literal_format_arg(&window.name));
             step.push("-c".into());
             step.push(tmux_text::literal_format_arg(&first.cwd));
-            step.extend(pane_command(pane_files[0], &runs[0]));
+            step.extend(pane_command(
+                pane_files[0],
+                &runs[0],
+                session.env.get("PATH"),
+            ));
             step.push(";".into());
         }
         // Each split goes right after the first pane, so splitting for the
@@ -215,7 +233,11 @@ pub fn plan_session(session: &SavedSession, rules: &Rules, files: &[String]) -> 
         for p in (1..window.panes.len()).rev() {
             step.extend(args(&["split-window", "-d", "-t", &win_target, "-c"]));
             step.push(tmux_text::literal_format_arg(&window.panes[p].cwd));
-            step.extend(pane_command(pane_files[p], &runs[p]));
+            step.extend(pane_command(
+                pane_files[p],
+                &runs[p],
+                session.env.get("PATH"),
+            ));
             step.push(";".into());
         }
         if window.panes.len() > 1 && !window.layout.is_empty() {
@@ -426,5 +448,20 @@ mod tests {
         let out = run("", "ask", "echo yes", "n\n");
         assert!(out.ends_with("for a shell: "), "{out}");
         assert_eq!(run("", "shell", "-", ""), "");
+        // The session's PATH wins over the one tmux gave the pane.
+        let out = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                PANE_SCRIPT,
+                "shed-restore",
+                "",
+                "run",
+                "echo $PATH",
+                "/opt/x:/bin",
+            ])
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "/opt/x:/bin\n");
     }
 }
