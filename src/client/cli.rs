@@ -42,7 +42,9 @@ pub enum Command {
     #[command(after_help = "Examples:
   shed create demo
   shed create demo --repo owner/repo        # cloned into /workspace/repo
-  shed -s box create demo --image my-agent:latest")]
+  shed -s box create demo --image my-agent:latest
+  shed create demo --idle-stop-after 30m    # stop itself after 30 idle minutes
+  shed create demo --idle-stop-after off    # never stop itself")]
     Create {
         /// Shed name: lowercase letters, digits and '-'.
         name: String,
@@ -52,6 +54,11 @@ pub enum Command {
         /// Git URL or GitHub owner/repo to clone into /workspace.
         #[arg(long)]
         repo: Option<String>,
+        /// Stop the shed once no session has been working, and no client
+        /// attached, for this long (seconds, or 90s, 30m, 2h, 1d; off never),
+        /// instead of the server's idle_stop_after.
+        #[arg(long, value_name = "DURATION", value_parser = crate::api::idle::parse_idle_stop_after)]
+        idle_stop_after: Option<u64>,
     },
     /// List sheds.
     #[command(visible_alias = "ls")]
