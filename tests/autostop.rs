@@ -1,8 +1,8 @@
 //! Auto-stop (issue 13) against real Docker and real tmux, with
 //! `idle_stop_after = 3`: a shed whose only session is an idle shell stops
 //! itself and says so on the event stream; one with a working fake agent, one
-//! with a tmux client attached, and one created with its own limit off keep
-//! running all the while, which here is two stops of the idle shed, several
+//! with a tmux client attached, one with an SSH gateway connection open, and
+//! one created with its own limit off keep running all the while, which here is two stops of the idle shed, several
 //! times the limit.
 
 mod common;
@@ -53,6 +53,26 @@ async fn auto_stopped(events: &mut Events, shed: &str) -> Value {
         }
         assert_eq!(got.json["shed"], shed, "the wrong shed stopped: {got:?}");
         return got.json;
+    }
+}
+
+/// Waits for `shed.auto_stopped` of each of `sheds`, in any order, and of
+/// no other.
+async fn all_auto_stopped(events: &mut Events, sheds: &[&str]) {
+    let mut left: Vec<&str> = sheds.to_vec();
+    let deadline = Instant::now() + STOP_WAIT;
+    while !left.is_empty() {
+        let got = events
+            .next_before(deadline)
+            .await
+            .unwrap_or_else(|| panic!("no shed.auto_stopped of {left:?} within {STOP_WAIT:?}"));
+        if got.kind != "shed.auto_stopped" {
+            continue;
+        }
+        let shed = got.json["shed"].as_str().unwrap_or_default();
+        let at = left.iter().position(|s| *s == shed);
+        let at = at.unwrap_or_else(|| panic!("the wrong shed stopped: {got:?}"));
+        left.remove(at);
     }
 }
 
@@ -108,6 +128,26 @@ async fn idle_sheds_stop_and_busy_attached_or_exempt_ones_do_not() {
         ),
     );
     attached(&server, "held", "sh").await;
+    // An SSH login: a plain exec, no tmux client. The shed is stopped
+    // first, so that it cannot go idle before the login: the login starts it.
+    create_shed(&server, json!({ "name": "remote" })).await;
+    let r = post_empty(&server.url("/api/sheds/remote/stop")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let key = SshKey::generate();
+    server.authorize(&key);
+    let ssh = ChildGuard(
+        server
+            .ssh(&key, "remote", &[])
+            .args(["sleep", "600"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh"),
+    );
+    assert!(
+        wait_until(STOP_WAIT, || is_running(&server.container("remote"))),
+        "the SSH login did not start the shed:\n{}",
+        server.log()
+    );
     create_shed(&server, json!({ "name": "calm" })).await;
     create_session(&server, "calm", json!({ "name": "sh" })).await;
 
@@ -133,7 +173,7 @@ async fn idle_sheds_stop_and_busy_attached_or_exempt_ones_do_not() {
     assert_eq!(r.status, 200, "{}", r.json);
     auto_stopped(&mut events, "calm").await;
 
-    for shed in ["busy", "exempt", "held"] {
+    for shed in ["busy", "exempt", "held", "remote"] {
         assert!(
             is_running(&server.container(shed)),
             "{shed} was stopped:\n{}",
@@ -147,8 +187,9 @@ async fn idle_sheds_stop_and_busy_attached_or_exempt_ones_do_not() {
     let r = get(&server.url("/api/sheds/busy/sessions/agent")).await;
     assert_eq!(r.json["agent"]["state"], "working", "{}", r.json);
 
-    // The client detaches (from inside: a `docker exec` outlives its
-    // killed host side): the held shed is idle now, and stops.
+    // The tmux client detaches (from inside: a `docker exec` outlives its
+    // killed host side) and the SSH connection closes: both sheds are idle
+    // now, and stop.
     assert!(docker_ok(&[
         "exec",
         &server.container("held"),
@@ -157,5 +198,6 @@ async fn idle_sheds_stop_and_busy_attached_or_exempt_ones_do_not() {
         "-s",
         "sh",
     ]));
-    auto_stopped(&mut events, "held").await;
+    drop(ssh);
+    all_auto_stopped(&mut events, &["held", "remote"]).await;
 }
