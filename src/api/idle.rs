@@ -1,6 +1,7 @@
 //! `idle_stop_after` durations, written the same way in the server config,
-//! on the wire and on the command line: whole seconds, or a number with a
-//! unit (`90s`, `30m`, `2h`, `1d`); `0` or `off` turns auto-stop off.
+//! in the server config and on the command line: whole seconds, or numbers
+//! with units as the CLI's other durations take them (`90s`, `30m`, `1h30m`,
+//! `1d`); `0` or `off` turns auto-stop off. On the wire it is seconds.
 
 use serde::{Deserialize, Deserializer};
 
@@ -13,22 +14,32 @@ pub fn parse_idle_stop_after(text: &str) -> Result<u64, String> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(0);
     }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad(text)),
-    };
-    let secs = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| bad(text))?;
+    if text.is_empty() {
+        return Err(bad(text));
+    }
+    // The CLI's duration syntax (`1h30m`), in whole seconds.
+    let mut secs: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 12 {
+            return Err(bad(text));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad(text))?;
+        rest = &rest[digits..];
+        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let scale = match &rest[..unit] {
+            // Bare seconds only as the whole text: "1h30" is a typo.
+            "" if digits == text.len() => 1,
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad(text)),
+        };
+        rest = &rest[unit..];
+        secs = secs.saturating_add(n.saturating_mul(scale));
+    }
     check_idle_stop_after(secs)
 }
 
@@ -44,7 +55,7 @@ pub fn check_idle_stop_after(secs: u64) -> Result<u64, String> {
 
 fn bad(text: &str) -> String {
     format!(
-        "idle_stop_after {text:?} is not a duration: use seconds or a number with s, m, h or d (\"30m\"), or \"off\""
+        "idle_stop_after {text:?} is not a duration: use seconds, or numbers with s, m, h or d (\"30m\", \"1h30m\"), or \"off\""
     )
 }
 
@@ -77,6 +88,7 @@ mod tests {
             ("45", 45),
             ("45s", 45),
             ("30m", 1800),
+            ("1h30m", 5400),
             ("2h", 7200),
             ("1d", 86_400),
             ("30d", MAX_IDLE_STOP_AFTER_SECS),

@@ -519,6 +519,32 @@ mod tests {
     }
 
     #[test]
+    fn create_takes_an_idle_stop_after() {
+        let parse = |value: &str| {
+            Cli::try_parse_from(["shed", "create", "demo", "--idle-stop-after", value]).map(|cli| {
+                match cli.command {
+                    Command::Create {
+                        idle_stop_after, ..
+                    } => idle_stop_after,
+                    other => panic!("{other:?}"),
+                }
+            })
+        };
+        assert_eq!(parse("1h30m").unwrap(), Some(5400));
+        assert_eq!(parse("off").unwrap(), Some(0));
+        assert!(parse("soon").is_err());
+        assert!(parse("31d").is_err());
+        let cli = Cli::try_parse_from(["shed", "create", "demo"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Create {
+                idle_stop_after: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn agent_commands_parse() {
         let cli = Cli::try_parse_from([
             "shed",
