@@ -52,7 +52,7 @@ impl DockerBackend {
     /// The shed's sessions from its channel's last model, asking nothing of
     /// tmux or Docker; `None` while the shed has no attached channel.
     pub(super) fn model_sessions(&self, shed: &str) -> Option<Vec<SessionInfo>> {
-        let client = self.channels.client(shed)?;
+        let client = self.channels.attached_client(shed)?;
         let model = client.model().borrow().clone()?;
         Some(self.sessions_of_model(shed, &model))
     }
