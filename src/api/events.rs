@@ -13,6 +13,11 @@ pub enum EventKind {
     /// A shed's container stopped, died or was removed.
     #[serde(rename = "shed.stopped")]
     ShedStopped,
+    /// The server stopped an idle shed (`idle_stop_after`); `data` gives
+    /// `idle_secs`, how long it had been idle, and `idle_stop_after`, the
+    /// limit in seconds. The container's own `shed.stopped` follows or precedes it.
+    #[serde(rename = "shed.auto_stopped")]
+    ShedAutoStopped,
     /// A session appeared.
     #[serde(rename = "session.created")]
     SessionCreated,
@@ -34,6 +39,7 @@ impl EventKind {
         match self {
             EventKind::ShedStarted => "shed.started",
             EventKind::ShedStopped => "shed.stopped",
+            EventKind::ShedAutoStopped => "shed.auto_stopped",
             EventKind::SessionCreated => "session.created",
             EventKind::SessionClosed => "session.closed",
             EventKind::SessionChanged => "session.changed",

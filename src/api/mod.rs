@@ -8,6 +8,7 @@ pub mod agent;
 pub mod events;
 pub mod fingerprint;
 pub mod hooks;
+pub mod idle;
 pub mod names;
 pub mod snapshot;
 
@@ -55,6 +56,10 @@ pub struct Shed {
     pub container_id: String,
     /// Name of the shed-server that owns it.
     pub server: String,
+    /// This shed's own `idle_stop_after` in seconds, set at create (0: never
+    /// auto-stopped); absent when it follows the server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_stop_after: Option<u64>,
     /// What a create could not do without failing, e.g. agent hooks it
     /// left uninstalled; only in a create's answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -79,6 +84,12 @@ pub struct CreateShedRequest {
         max_length = 2048
     )]
     pub repo: Option<String>,
+    /// Seconds with every session idle, waiting or exited (and no client
+    /// attached) after which the shed stops itself, instead of the server's
+    /// `idle_stop_after`; 0 never stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 2592000)]
+    pub idle_stop_after: Option<u64>,
 }
 
 /// Body of `GET /api/sheds`.

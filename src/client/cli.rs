@@ -42,7 +42,9 @@ pub enum Command {
     #[command(after_help = "Examples:
   shed create demo
   shed create demo --repo owner/repo        # cloned into /workspace/repo
-  shed -s box create demo --image my-agent:latest")]
+  shed -s box create demo --image my-agent:latest
+  shed create demo --idle-stop-after 30m    # stop itself after 30 idle minutes
+  shed create demo --idle-stop-after off    # never stop itself")]
     Create {
         /// Shed name: lowercase letters, digits and '-'.
         name: String,
@@ -52,6 +54,11 @@ pub enum Command {
         /// Git URL or GitHub owner/repo to clone into /workspace.
         #[arg(long)]
         repo: Option<String>,
+        /// Stop the shed once no session has been working, and no client
+        /// attached, for this long (seconds, or 90s, 30m, 2h, 1d; off never),
+        /// instead of the server's idle_stop_after.
+        #[arg(long, value_name = "DURATION", value_parser = crate::api::idle::parse_idle_stop_after)]
+        idle_stop_after: Option<u64>,
     },
     /// List sheds.
     #[command(visible_alias = "ls")]
@@ -522,6 +529,32 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn create_takes_an_idle_stop_after() {
+        let parse = |value: &str| {
+            Cli::try_parse_from(["shed", "create", "demo", "--idle-stop-after", value]).map(|cli| {
+                match cli.command {
+                    Command::Create {
+                        idle_stop_after, ..
+                    } => idle_stop_after,
+                    other => panic!("{other:?}"),
+                }
+            })
+        };
+        assert_eq!(parse("1h30m").unwrap(), Some(5400));
+        assert_eq!(parse("off").unwrap(), Some(0));
+        assert!(parse("soon").is_err());
+        assert!(parse("31d").is_err());
+        let cli = Cli::try_parse_from(["shed", "create", "demo"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Create {
+                idle_stop_after: None,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct NewShed {
     pub image: String,
     /// Repository to clone after start.
     pub repo: Option<crate::server::repo::RepoSpec>,
+    /// The shed's own `idle_stop_after` (seconds, 0 = never), kept as a
+    /// container label; `None` follows the server's.
+    pub idle_stop_after: Option<u64>,
 }
 
 /// What a session create needs once the request has been validated.
@@ -180,6 +183,13 @@ pub trait ShedBackend: Send + Sync + 'static {
     }
     /// Every tmux session in a running shed, sorted by name, in one exec.
     async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError>;
+    /// The shed's sessions as its live control channel last saw them,
+    /// without an exec or a Docker call; `None` when no channel serves it
+    /// (a backend without channels never has one).
+    async fn live_sessions(&self, shed: &str) -> Option<Vec<SessionInfo>> {
+        let _ = shed;
+        None
+    }
     /// Creates a detached session.
     async fn create_session(
         &self,

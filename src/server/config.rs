@@ -97,6 +97,11 @@ pub struct ServerConfig {
     /// Seconds between the periodic snapshots of every running shed, which
     /// keep the panes' history fresh (0: only on changes and before stops).
     pub snapshot_interval_secs: u64,
+    /// Seconds a running shed may have no session working and no client
+    /// attached before it stops itself; 0 (the default) never. Written as
+    /// seconds or as `"30m"`; a create may set a shed's own.
+    #[serde(deserialize_with = "crate::api::idle::deserialize_idle_stop_after")]
+    pub idle_stop_after: u64,
 }
 
 /// The `tls` key: whether the HTTP API is served over TLS.
@@ -148,6 +153,7 @@ impl Default for ServerConfig {
             notify: Vec::new(),
             snapshot_history_lines: 2000,
             snapshot_interval_secs: 300,
+            idle_stop_after: 0,
         }
     }
 }
@@ -748,6 +754,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ssh_max_unauthenticated_per_ip"), "{err}");
+    }
+
+    #[test]
+    fn idle_stop_after_takes_seconds_or_a_unit_and_is_off_by_default() {
+        assert_eq!(parse("").unwrap().idle_stop_after, 0);
+        assert_eq!(parse("idle_stop_after = 90\n").unwrap().idle_stop_after, 90);
+        assert_eq!(
+            parse("idle_stop_after = \"30m\"\n")
+                .unwrap()
+                .idle_stop_after,
+            1800
+        );
+        assert_eq!(
+            parse("idle_stop_after = \"off\"\n")
+                .unwrap()
+                .idle_stop_after,
+            0
+        );
+        for bad in [
+            "idle_stop_after = \"soon\"\n",
+            "idle_stop_after = -5\n",
+            "idle_stop_after = 99999999\n",
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("idle_stop_after"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl ShedBackend for FakeBackend {
             repo: new.repo.map(|r| r.shown),
             container_id: format!("fake-{}", new.name),
             server: "fake".into(),
+            idle_stop_after: new.idle_stop_after,
             warnings: Vec::new(),
         };
         sheds.insert(new.name, shed.clone());

@@ -1,6 +1,7 @@
 //! shed-server: the HTTP API over sheds in Docker.
 
 pub mod agent;
+pub mod autostop;
 pub mod backend;
 pub mod coalesce;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod repo;
 pub mod sessions;
 pub mod snapshot;
 pub mod ssh;
+pub mod stop;
 pub mod tls;
 pub mod tmux;
 
@@ -126,6 +128,13 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         host_key,
         policy,
         ssh::limits::Limits::from_config(&config),
+    );
+    autostop::spawn(
+        backend.clone(),
+        bus.clone(),
+        gateway.presence(),
+        config.idle_stop_after,
+        config.control_mode,
     );
     ssh::spawn_supervised(Arc::new(gateway), ssh_listener, gateway_health);
     let tls = http_tls(&config)?;

@@ -144,7 +144,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     };
     match cli.command {
         Command::Server(cmd) => ctx.server_command(cmd).await,
-        Command::Create { name, image, repo } => ctx.create(name, image, repo).await,
+        Command::Create {
+            name,
+            image,
+            repo,
+            idle_stop_after,
+        } => ctx.create(name, image, repo, idle_stop_after).await,
         Command::List { all, json } => ctx.list(all, json).await,
         Command::Start { name } => ctx.start_stop(&name, true).await,
         Command::Stop { name } => ctx.start_stop(&name, false).await,

@@ -8,12 +8,13 @@ use crate::api::{CreateShedRequest, ErrorCode, KeptVolume, Shed};
 use crate::client::output::{clean, relative_time, table, warn};
 
 impl Ctx {
-    /// `shed create NAME [--image] [--repo]` on the selected server.
+    /// `shed create NAME [--image] [--repo] [--idle-stop-after]` on the selected server.
     pub(super) async fn create(
         &self,
         name: String,
         image: Option<String>,
         repo: Option<String>,
+        idle_stop_after: Option<u64>,
     ) -> anyhow::Result<Outcome> {
         check_shed_name(&name)?;
         let client = self.selected()?;
@@ -24,7 +25,12 @@ impl Ctx {
                 .map(|r| format!(" (cloning {r})"))
                 .unwrap_or_default()
         ));
-        let request = CreateShedRequest { name, image, repo };
+        let request = CreateShedRequest {
+            name,
+            image,
+            repo,
+            idle_stop_after,
+        };
         let result = client.create(&request).await;
         spinner.finish();
         let shed = result?;

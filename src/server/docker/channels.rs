@@ -114,6 +114,19 @@ impl Channels {
         }
     }
 
+    /// The shed's connected client, if any, without opening a channel: for
+    /// periodic lookers (auto-stop), which must not retry an open, and log
+    /// its refusal, every few seconds for a shed past [`MAX_CHANNELS`].
+    pub(super) fn attached_client(&self, shed: &str) -> Option<Arc<ControlClient>> {
+        let slot = self.slots().get(shed).cloned()?;
+        let client = slot
+            .client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        client.filter(|c| c.state() == ClientState::Attached)
+    }
+
     /// Whether a read of `shed` must ask tmux rather than trust the model.
     pub(super) fn must_ask(&self, shed: &str) -> bool {
         let Some(slot) = self.slots().get(shed).cloned() else {

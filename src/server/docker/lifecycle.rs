@@ -311,7 +311,7 @@ impl DockerBackend {
     }
 
     fn labels(&self, new: &NewShed) -> HashMap<String, String> {
-        HashMap::from([
+        let mut labels = HashMap::from([
             (self.naming.marker().to_string(), "true".to_string()),
             (self.naming.label("name"), new.name.clone()),
             (
@@ -326,7 +326,12 @@ impl DockerBackend {
                     .unwrap_or_default(),
             ),
             (self.naming.label("server"), self.server_name.clone()),
-        ])
+        ]);
+        // A label, so the choice outlives this server process.
+        if let Some(secs) = new.idle_stop_after {
+            labels.insert(self.naming.label("idle_stop_after"), secs.to_string());
+        }
+        labels
     }
 
     fn container_body(

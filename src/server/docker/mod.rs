@@ -424,6 +424,11 @@ impl DockerBackend {
                 .get(&self.naming.label("server"))
                 .cloned()
                 .unwrap_or_else(|| self.server_name.clone()),
+            // A label that does not parse (set by hand) is as if absent.
+            idle_stop_after: labels
+                .get(&self.naming.label("idle_stop_after"))
+                .and_then(|s| s.parse().ok())
+                .filter(|secs| crate::api::idle::check_idle_stop_after(*secs).is_ok()),
             warnings: Vec::new(),
         }
     }
@@ -511,6 +516,10 @@ impl ShedBackend for DockerBackend {
 
     async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
         self.tmux_sessions(shed).await
+    }
+
+    async fn live_sessions(&self, shed: &str) -> Option<Vec<SessionInfo>> {
+        self.model_sessions(shed)
     }
 
     async fn create_session(

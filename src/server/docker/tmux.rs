@@ -46,6 +46,19 @@ impl DockerBackend {
     /// answers.
     async fn channel_sessions(&self, shed: &str) -> Option<Vec<SessionInfo>> {
         let model = self.channel_model(shed).await?;
+        Some(self.sessions_of_model(shed, &model))
+    }
+
+    /// The shed's sessions from its channel's last model, asking nothing of
+    /// tmux or Docker; `None` while the shed has no attached channel.
+    pub(super) fn model_sessions(&self, shed: &str) -> Option<Vec<SessionInfo>> {
+        let client = self.channels.attached_client(shed)?;
+        let model = client.model().borrow().clone()?;
+        Some(self.sessions_of_model(shed, &model))
+    }
+
+    /// Each session of `model`, with its agent from the channel's engine.
+    fn sessions_of_model(&self, shed: &str, model: &Model) -> Vec<SessionInfo> {
         let now = Utc::now();
         let mut sessions = model.sessions(shed, &self.server_name, now);
         if let Some(agents) = self.channels.agents(shed) {
@@ -56,7 +69,7 @@ impl DockerBackend {
                 }
             }
         }
-        Some(sessions)
+        sessions
     }
 
     /// The shed's model from its channel (see [`Self::channel_sessions`]).

@@ -61,7 +61,17 @@ fn new_shed(request: CreateShedRequest, default_image: &str) -> Result<NewShed, 
         .map(RepoSpec::parse)
         .transpose()
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    Ok(NewShed { name, image, repo })
+    let idle_stop_after = request
+        .idle_stop_after
+        .map(crate::api::idle::check_idle_stop_after)
+        .transpose()
+        .map_err(ApiError::InvalidRequest)?;
+    Ok(NewShed {
+        name,
+        image,
+        repo,
+        idle_stop_after,
+    })
 }
 
 #[utoipa::path(
@@ -205,5 +215,7 @@ pub(super) async fn stop_shed(
     State(state): State<AppState>,
     ShedName(name): ShedName,
 ) -> Result<Json<Shed>, ApiError> {
-    Ok(Json(state.backend.stop(&name).await?))
+    Ok(Json(
+        crate::server::stop::stop_shed(state.backend.as_ref(), &name).await?,
+    ))
 }

@@ -147,7 +147,7 @@ impl Debouncer {
                     .filter_map(|key| self.end(key, now))
                     .collect()
             }
-            EventKind::ShedStarted | EventKind::Resync => Vec::new(),
+            EventKind::ShedStarted | EventKind::ShedAutoStopped | EventKind::Resync => Vec::new(),
         }
     }
 

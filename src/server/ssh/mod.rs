@@ -8,6 +8,7 @@
 mod channel;
 pub mod keys;
 pub mod limits;
+pub mod presence;
 pub mod supervisor;
 #[cfg(test)]
 mod tests;
@@ -45,6 +46,8 @@ pub struct Gateway {
     policy: Arc<KeyPolicy>,
     config: Arc<russh::server::Config>,
     tracker: Arc<Tracker>,
+    /// Open authenticated connections per shed, for auto-stop.
+    presence: Arc<presence::Presence>,
     /// Refused connections and channels.
     refusals: Arc<LogLimiter>,
     /// Refused logins: every unauthenticated connection can try several.
@@ -92,10 +95,16 @@ impl Gateway {
             policy: Arc::new(policy),
             config: Arc::new(config),
             tracker: Tracker::new(limits),
+            presence: presence::Presence::new(),
             refusals: Arc::new(LogLimiter::default()),
             auth_refusals: Arc::new(LogLimiter::default()),
             accept_errors: LogLimiter::default(),
         }
+    }
+
+    /// Which sheds have a connection open (auto-stop leaves those running).
+    pub fn presence(&self) -> Arc<presence::Presence> {
+        self.presence.clone()
     }
 
     /// Accepts connections on `listener` for ever: an accept error is
@@ -134,6 +143,8 @@ impl Gateway {
             policy: self.policy.clone(),
             peer: Some(peer),
             shed: None,
+            presence: self.presence.clone(),
+            here: None,
             channels: HashMap::new(),
             state: state.clone(),
             refusals: self.refusals.clone(),
@@ -185,6 +196,9 @@ struct Connection {
     peer: Option<SocketAddr>,
     /// The shed (SSH user name) once authenticated.
     shed: Option<String>,
+    presence: Arc<presence::Presence>,
+    /// Counts this connection against its shed from login until it ends.
+    here: Option<presence::PresenceGuard>,
     /// The event queue of each open session channel's task.
     channels: HashMap<ChannelId, mpsc::Sender<Event>>,
     /// Its share of the connection caps, and its channel count.
@@ -309,6 +323,7 @@ impl russh::server::Handler for Connection {
         {
             tracing::info!(shed = ?user, key = %fp, peer = ?self.peer, "ssh login");
             self.shed = Some(user.to_string());
+            self.here = Some(self.presence.enter(user));
             self.state.authenticated();
             Ok(Auth::Accept)
         } else {
