@@ -524,6 +524,287 @@ def bench_event_latency(rows, server):
         f"p50 {p50:.0f} ms, p99 {p99:.0f} ms", "-", "-", "p99 < 1.5 s", p99 < 1500)
 
 
+class AgentEvents:
+    """An SSE client of one shed that stamps every `session.changed` event
+    carrying an `agent` with the moment it arrived."""
+
+    def __init__(self, server, shed):
+        import http.client
+        import threading
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.http, timeout=60)
+        self.conn.request("GET", f"/api/events?shed={shed}")
+        self.resp = self.conn.getresponse()
+        self.lock = threading.Lock()
+        self.seen = []  # (arrival, session, agent); the runs are few and short
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            try:
+                line = self.resp.readline()
+            except (OSError, AttributeError, ValueError):
+                return  # the main thread closed the connection
+            if not line:
+                return
+            line = line.decode(errors="replace").strip()
+            if not line.startswith("data:"):
+                continue
+            try:
+                event = json.loads(line[5:])
+            except ValueError:
+                continue
+            agent = (event.get("data") or {}).get("agent")
+            if event.get("kind") == "session.changed" and agent:
+                with self.lock:
+                    self.seen.append((time.perf_counter(), event.get("session"), agent))
+
+    def first(self, session, since, want):
+        """The first event about `session` at or after `since` whose agent satisfies `want`."""
+        with self.lock:
+            for at, name, agent in self.seen:
+                if at >= since and name == session and want(agent):
+                    return at, agent
+        return None
+
+    def close(self):
+        self.conn.close()
+
+
+def session_agent(server, shed, session):
+    return server.get(f"/api/sheds/{shed}/sessions/{session}")["agent"]
+
+
+def agent_wait(server, shed, session, want, what, timeout=30):
+    """Polls the API until the session's agent satisfies `want`; returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        agent = session_agent(server, shed, session)
+        if want(agent):
+            return agent
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{shed}/{session}: no {what} within {timeout} s; last agent {agent}")
+        time.sleep(0.05)
+
+
+def detection(server, events, shed, session, trigger, want, timeout=10):
+    """Runs `trigger` and times, from just before it, until (a) an event and
+    (b) the API show an agent satisfying `want`. Returns (event s, API s, the event's agent)."""
+    start = time.perf_counter()
+    trigger()
+    api_at = ev = None
+    deadline = start + timeout
+    while api_at is None or ev is None:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{shed}/{session}: event {'seen' if ev else 'missing'}, "
+                               f"API {'seen' if api_at else 'missing'} after {timeout} s")
+        if api_at is None and want(session_agent(server, shed, session)):
+            api_at = time.perf_counter()
+        if ev is None:
+            ev = events.first(session, start, want)
+        time.sleep(0.01)
+    return ev[0] - start, api_at - start, ev[1]
+
+
+def agent_shed(server, shed):
+    """Makes `shed` with a `probe` session and waits until its control channel serves it."""
+    if shed not in {s["name"] for s in server.get("/api/sheds")["sheds"]}:
+        server.post("/api/sheds", {"name": shed})
+    if "probe" not in {s["name"] for s in server.get(f"/api/sheds/{shed}/sessions")["sessions"]}:
+        server.post(f"/api/sheds/{shed}/sessions", {"name": "probe", "command": "exec sleep 3600"})
+    deadline = time.monotonic() + 60
+    while server.get(f"/api/sheds/{shed}/sessions/probe").get("source") != "channel":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the control channel of {shed} did not come up")
+        time.sleep(0.1)
+
+
+def p50_p99(samples):
+    return f"p50 {median_ms(samples):.0f} ms, p99 {pct(samples, 99) * 1000:.0f} ms"
+
+
+# Rings the terminal bell (a BEL in the pane's output, nothing else) each
+# time tmux's `wait-for -S ring` signals it, so the bench rings it from
+# outside without typing into the pane (the image has no mkfifo). A signal
+# sent before the loop waits is kept by tmux, so no run is lost.
+RINGER = "while :; do tmux wait-for ring; printf '\\a'; done"
+
+
+def bench_agent_hooks_bells(rows, server):
+    """From a hook's `tmux set-option -p @shed_state waiting`, and from a BEL
+    in a pane's output, to the `waiting` event and API answer."""
+    shed = "ag"
+    agent_shed(server, shed)
+    container = server.container(shed)
+    server.post(f"/api/sheds/{shed}/sessions", {"name": "hook", "command": "exec sleep 3600"})
+    pane = sh("docker", "exec", container, "tmux", "display-message", "-p", "-t", "=hook:", "#{pane_id}").stdout.strip()
+    # The ringer runs in a second window that is not the current one, so
+    # tmux raises its bell flag, and selecting it (then window 0 again)
+    # lowers the flag: each run is a fresh bell.
+    server.post(f"/api/sheds/{shed}/sessions", {"name": "bell", "command": "exec sleep 3600"})
+    sh("docker", "exec", container, "tmux", "new-window", "-d", "-t", "=bell:", f"bash -c \"{RINGER}\"")
+    deadline = time.monotonic() + 20
+    while sh("docker", "exec", container, "tmux", "display-message", "-p", "-t", "=bell:1",
+             "#{pane_current_command}", check=False).stdout.strip() != "bash":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the ringer did not start")
+        time.sleep(0.1)
+    events = AgentEvents(server, shed)
+    count = 10 if QUICK else 30
+    waiting = lambda a: a["state"] == "waiting"
+    hook_ev, hook_api, bell_ev, bell_api, docker_exec = [], [], [], [], []
+    try:
+        for _ in range(count):
+            # A hook reports waiting.
+            sh("docker", "exec", container, "tmux", "set-option", "-p", "-t", pane, "@shed_state", "idle")
+            agent_wait(server, shed, "hook", lambda a: a["state"] == "idle" and a["source"] == "reported", "reported idle")
+            e, a, agent = detection(server, events, shed, "hook", lambda: sh(
+                "docker", "exec", container, "tmux", "set-option", "-p", "-t", pane, "@shed_state", "waiting"), waiting)
+            if agent["source"] != "reported":
+                raise RuntimeError(f"a hook's waiting came from {agent['source']}: {agent}")
+            hook_ev.append(e)
+            hook_api.append(a)
+            # A bell rings.
+            sh("docker", "exec", container, "tmux", "select-window", "-t", "=bell:1", ";", "select-window", "-t", "=bell:0")
+            agent_wait(server, shed, "bell", lambda a: a["state"] != "waiting", "end of the bell")
+            e, a, agent = detection(server, events, shed, "bell", lambda: sh(
+                "docker", "exec", container, "tmux", "wait-for", "-S", "ring"), waiting)
+            if agent["source"] != "bell":
+                raise RuntimeError(f"a bell's waiting came from {agent['source']}: {agent}")
+            bell_ev.append(e)
+            bell_api.append(a)
+            # What the trigger's own `docker exec` costs, as part of each figure.
+            docker_exec.append(timed(lambda: sh("docker", "exec", container, "true")))
+    finally:
+        events.close()
+    worst = max(pct(hook_ev, 99), pct(hook_api, 99), pct(bell_ev, 99), pct(bell_api, 99))
+    row(rows, f"16. Agent detection latency, hook (docker exec tmux set-option -p @shed_state waiting) and bell "
+        f"(a BEL in a pane's output), to the waiting event at an SSE client and in GET .../sessions/X ({count} runs each)",
+        f"hook: event {p50_p99(hook_ev)}, API {p50_p99(hook_api)}; bell: event {p50_p99(bell_ev)}, API {p50_p99(bell_api)}",
+        f"the trigger's docker exec alone: p50 {median_ms(docker_exec):.0f} ms", "-", "p99 < 1.5 s", worst < 1.5)
+
+
+def bench_agent_screen(rows, server):
+    """From the input that makes a fake Claude draw its permission menu to
+    the `waiting` event and API answer decided by a screen rule."""
+    shed = "ag"
+    agent_shed(server, shed)
+    count = 10 if QUICK else 30
+    steps = " ".join(["busy", "menu"] * (count + 2))
+    server.post(f"/api/sheds/{shed}/sessions", {"name": "scr", "command": f"/opt/fake-agents/claude {steps}"})
+    events = AgentEvents(server, shed)
+    enter = lambda: server.post(f"/api/sheds/{shed}/sessions/scr/input", {"text": "", "enter": True})
+    waiting = lambda a: a["state"] == "waiting"
+    ev, api, rules = [], [], set()
+    try:
+        for _ in range(count):
+            agent_wait(server, shed, "scr", lambda a: a["state"] == "working" and a["source"] == "screen",
+                       "working from the screen")
+            e, a, agent = detection(server, events, shed, "scr", enter, waiting)
+            if agent["source"] != "screen":
+                raise RuntimeError(f"the menu's waiting came from {agent['source']}, not the screen: {agent}")
+            shown = session_agent(server, shed, "scr")
+            if (shown["state"], shown["source"]) != ("waiting", "screen"):
+                raise RuntimeError(f"the API shows the menu as {shown}")
+            rules.add(agent["reason"])
+            ev.append(e)
+            api.append(a)
+            enter()  # answers the menu: the fake agent is busy again
+    finally:
+        events.close()
+    worst = max(pct(ev, 99), pct(api, 99))
+    row(rows, f"17. Agent detection latency, screen rule: input that makes a fake Claude draw its permission menu "
+        f"to the waiting event (source screen) and API ({count} runs)",
+        f"event {p50_p99(ev)}, API {p50_p99(api)} ({'; '.join(sorted(rules))})",
+        "-", "-", "p99 < 2.5 s", worst < 2.5)
+
+
+def cpu_pct(server, secs):
+    s0, t0 = server.cpu_seconds(), time.monotonic()
+    time.sleep(secs)
+    return (server.cpu_seconds() - s0) / (time.monotonic() - t0) * 100
+
+
+def bench_agent_cpu(rows, server, sheds, per_shed, secs):
+    """shed-server CPU with many busy agent panes, against the same panes as
+    idle shells and as the same spinner that is not an agent."""
+    names = [f"cpu{i}" for i in range(sheds)]
+    for shed in names:
+        agent_shed(server, shed)
+    total = sheds * per_shed
+
+    def phase(prefix, command):
+        for shed in names:
+            for j in range(per_shed):
+                body = {"name": f"{prefix}{j}"}
+                if command:
+                    body["command"] = command
+                server.post(f"/api/sheds/{shed}/sessions", body)
+
+    def ours(prefix):
+        sessions = server.get("/api/sessions")["sessions"]
+        return [s for s in sessions if s["shed"] in names and s["name"].startswith(prefix)]
+
+    def states(prefix):
+        mine = ours(prefix)
+        working = [s for s in mine if s["agent"]["state"] == "working"]
+        by = sorted({s["agent"]["source"] for s in working})
+        return len(working), len(mine), by
+
+    def wait_all(prefix, want, what, timeout=120):
+        deadline = time.monotonic() + timeout
+        while True:
+            mine = ours(prefix)
+            if len(mine) == total and all(s.get("source") == "channel" and want(s["agent"]) for s in mine):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{prefix}: not every one of {total} sessions {what} within {timeout} s")
+            time.sleep(0.5)
+
+    def end(prefix):
+        for shed in names:
+            args = []
+            for j in range(per_shed):
+                args += ["kill-session", "-t", f"={prefix}{j}", ";"]
+            sh("docker", "exec", server.container(shed), "tmux", *args[:-1], check=False)
+
+    # The same spinner under a name that is not an agent's: the server
+    # follows its output but captures no screen and runs no rule.
+    for shed in names:
+        sh("docker", "exec", server.container(shed), "cp", "/opt/fake-agents/claude", "/tmp/spinner")
+
+    phase("idle", None)
+    wait_all("idle", lambda a: True, "listed")
+    time.sleep(5)
+    idle = cpu_pct(server, secs)
+    end("idle")
+
+    phase("spin", "exec /tmp/spinner busy")
+    wait_all("spin", lambda a: a["state"] == "working", "working")
+    time.sleep(3)
+    before = states("spin")
+    spin = cpu_pct(server, secs)
+    spin_after = states("spin")
+    if spin_after[0] < total:
+        raise RuntimeError(f"only {spin_after[0]} of {total} spinners were working after the measurement")
+    end("spin")
+
+    phase("agent", "exec /opt/fake-agents/claude busy")
+    wait_all("agent", lambda a: a["state"] == "working" and a["source"] == "screen", "working from the screen")
+    time.sleep(3)
+    before = states("agent")
+    busy = cpu_pct(server, secs)
+    after = states("agent")
+    end("agent")
+    seen = f"{before[0]}/{before[1]} working before and {after[0]}/{after[1]} after, source {', '.join(after[2])}"
+    row(rows, f"18. shed-server CPU with {total} busy agent panes (fake Claude spinner redrawn every 200 ms, "
+        f"{sheds} sheds x {per_shed}), over {secs} s each",
+        f"{busy:.1f}% of a core ({seen})",
+        f"{total} idle shells {idle:.1f}%; the same spinner not named as an agent {spin:.1f}% "
+        f"({spin_after[0]}/{total} working, source {', '.join(spin_after[2])})",
+        f"screen rules and captures {busy - spin:+.1f}%, output tracking {spin - idle:+.1f}%",
+        "(measured)", True)
+
+
 def proc_cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -664,9 +945,16 @@ def replace_rows(rows):
     body = sorted((text[i] for i in header), key=lambda l: l[2:])
     for i, line in zip(header, body):
         text[i] = line
-    stamp = f"Rows {', '.join(sorted(ONLY))} were re-run on {time.strftime('%Y-%m-%d')} with `python3 bench/bench.py --rows {','.join(sorted(ONLY))}`."
+    quick = " --quick" if QUICK else ""
+    stamp = f"Rows {', '.join(sorted(ONLY))} were re-run on {time.strftime('%Y-%m-%d')} with `python3 bench/bench.py --rows {','.join(sorted(ONLY))}{quick}`."
     text.insert(3, "")
     text.insert(4, stamp)
+    # The notes come from bench/NOTES.md, as in a full run, so a re-run row's
+    # explanation arrives with its figures.
+    notes_path = os.path.join(ROOT, "bench", "NOTES.md")
+    starts = [i for i, l in enumerate(text) if l.startswith("## Notes")]
+    if starts and os.path.exists(notes_path):
+        text = text[:starts[0]] + open(notes_path).read().strip().split("\n") + [""]
     open(path, "w").write("\n".join(text))
     print("updated BENCHMARKS.md")
 
@@ -710,6 +998,9 @@ def main():
             ("13", lambda: bench_event_latency(rows, main_server)),
             ("11a", lambda: bench_channel_all(rows, main_server, 50)),
             ("11b", lambda: bench_channel_all(rows, main_server, 100)),
+            ("16", lambda: bench_agent_hooks_bells(rows, main_server)),
+            ("17", lambda: bench_agent_screen(rows, main_server)),
+            ("18", lambda: bench_agent_cpu(rows, main_server, 10, 10, 20 if QUICK else 60)),
             # Last: it restarts the server, so its ports change.
             ("14", lambda: bench_cold_and_idle(rows, main_server, 100, 20 if QUICK else 60)),
         ]:

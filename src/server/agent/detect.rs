@@ -39,6 +39,13 @@ pub const WORKING_AFTER: Duration = Duration::from_secs(1);
 /// and still reports a finished turn promptly.
 pub const IDLE_AFTER: Duration = Duration::from_secs(5);
 
+/// How long after the end of the second of a pane's last output a capture
+/// must be taken to cover that output. tmux stamps output to the second,
+/// so output drawn later in the second of a capture (a permission menu
+/// right after a busy line) leaves the stamp unchanged; the capture itself
+/// is stamped when it returns, a little after tmux took it.
+pub const CAPTURE_SLACK: Duration = Duration::from_millis(250);
+
 /// Longest `@shed_state` value considered; longer ones are ignored unread.
 pub const MAX_STATE_BYTES: usize = 16;
 
@@ -290,12 +297,27 @@ impl PaneTracker {
 
     /// Whether the engine should capture the pane's screen for the rules
     /// before the next observation: its kind has rules, no stronger source
-    /// decides, and its window's output moved since the last capture.
+    /// decides, and its window's output moved since the last capture, or
+    /// that capture was taken before the second of the output ended (see
+    /// [`CAPTURE_SLACK`]).
     pub fn wants_capture(&self, obs: &Observation<'_>, rules: &dyn ScreenRules) -> bool {
         !obs.dead
             && obs.reported_state.and_then(reported_state).is_none()
             && kind_of(obs, rules).is_agent()
-            && self.captured_mark != Some(obs.output_activity)
+            && (self.captured_mark != Some(obs.output_activity) || !self.capture_covers(obs))
+    }
+
+    /// Whether the last capture was taken after the second of `obs`'s
+    /// output had ended, so no output of that second can be missing from it.
+    fn capture_covers(&self, obs: &Observation<'_>) -> bool {
+        let (Some(at), Some(output)) = (self.captured_at, obs.output_activity) else {
+            return true;
+        };
+        let slack = chrono::Duration::from_std(CAPTURE_SLACK).unwrap_or_default();
+        match DateTime::from_timestamp(output.saturating_add(1), 0) {
+            Some(second_end) => at >= second_end + slack,
+            None => true,
+        }
     }
 
     /// Feeds one observation (with the visible screen when it was captured
@@ -740,13 +762,36 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_within_the_outputs_second_is_taken_again_after_it() {
+        // tmux stamps output to the second: a menu drawn later in the
+        // second a busy screen was captured leaves the stamp unchanged.
+        let r = rules();
+        let mut t = PaneTracker::new("%1");
+        let o = obs(0);
+        t.observe(&o, Some("✻ Thinking… (esc to interrupt)"), &r, at(300));
+        assert!(
+            t.wants_capture(&o, &r),
+            "output may have followed the capture"
+        );
+        let menu = "│ Do you want to proceed? │\n│ ❯ 1. Yes │";
+        t.observe(
+            &o,
+            Some(menu),
+            &r,
+            at(1000 + CAPTURE_SLACK.as_millis() as i64),
+        );
+        assert_eq!(t.info().state, AgentState::Waiting);
+        assert!(!t.wants_capture(&o, &r), "the second had ended");
+    }
+
+    #[test]
     fn a_screen_rule_beats_bell_and_activity_and_names_itself() {
         let r = rules();
         let mut t = PaneTracker::new("%1");
         let o = obs(0);
         assert!(t.wants_capture(&o, &r));
         let screen = "╭──╮\n│ Do you want to proceed? │\n│ ❯ 1. Yes │";
-        t.observe(&o, Some(screen), &r, at(0));
+        t.observe(&o, Some(screen), &r, at(1500));
         assert!(!t.wants_capture(&o, &r), "nothing moved since the capture");
         let o = Observation {
             bell: true,
