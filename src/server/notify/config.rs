@@ -379,8 +379,10 @@ mod example_tests {
     #[test]
     fn the_commented_example_entries_parse() {
         let start = EXAMPLE_CONFIG.find("# [[notify]]").expect("an example");
+        // The example runs to the next blank line, where another key's begins.
         let text: String = EXAMPLE_CONFIG[start..]
             .lines()
+            .take_while(|l| !l.trim().is_empty())
             .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
             .collect::<Vec<_>>()
             .join("\n");
