@@ -58,7 +58,7 @@ def pct(samples, q):
 class Server:
     """A release shed-server with its own prefix, key and config."""
 
-    def __init__(self, name, key_pub):
+    def __init__(self, name, key_pub, extra_config="", log="warn"):
         self.dir = tempfile.mkdtemp(prefix="shed-bench-")
         self.prefix = f"bench{os.getpid()}{name}"
         with open(os.path.join(self.dir, "authorized_keys"), "w") as f:
@@ -68,8 +68,9 @@ class Server:
             f.write(
                 f'name = "{name}"\nhttp_port = 0\nssh_port = 0\nisolation_prefix = "{self.prefix}"\n'
                 f'default_image = "{IMAGE}"\ndata_dir = "{self.dir}/data"\n'
-                f'authorized_keys = "{self.dir}/authorized_keys"\nmax_sessions_per_shed = 64\n'
+                f'authorized_keys = "{self.dir}/authorized_keys"\nmax_sessions_per_shed = 64\n' + extra_config
             )
+        self.log_filter = log
         self.config = config
         self.name = name
         self.spawn()
@@ -81,7 +82,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=open(os.path.join(self.dir, "log"), "a"),
             text=True,
-            env=dict(os.environ, SHED_LOG="warn"),
+            env=dict(os.environ, SHED_LOG=self.log_filter),
         )
         line = self.proc.stdout.readline()
         self.http = int(re.search(r"http://[^ ]*:(\d+)", line).group(1))
@@ -932,6 +933,19 @@ def table_line(r):
     return f"| {r['name']}{note} | {r['ours']} | {r['base']} | {r['ratio']} | {r['target']} | {'yes' if r['met'] else '**no**'} |"
 
 
+def add_row_notes(text):
+    """Copies the re-run rows' paragraphs from bench/NOTES.md that BENCHMARKS.md
+    lacks (a full run copies all of NOTES.md), before "How to read the table"."""
+    notes = open(os.path.join(ROOT, "bench", "NOTES.md")).read().split("\n\n")
+    for para in notes:
+        m = re.match(r"\*\*Row (\d+)\b", para)
+        if not m or m.group(1) not in ONLY or para.strip() in text:
+            continue
+        at = next((i for i, l in enumerate(text) if l.startswith("**How to read the table.**")), len(text))
+        text[at:at] = [para.strip(), ""]
+    return text
+
+
 def replace_rows(rows):
     """Puts re-run rows in place of their old lines in BENCHMARKS.md and says so."""
     path = os.path.join(ROOT, "BENCHMARKS.md")
@@ -957,6 +971,163 @@ def replace_rows(rows):
         text = text[:starts[0]] + open(notes_path).read().strip().split("\n") + [""]
     open(path, "w").write("\n".join(text))
     print("updated BENCHMARKS.md")
+
+# Rows 19-20: sessions saved to the workspace volume and restored after a start.
+RESTORED_MARK = "shed: restored after a restart"
+# Polls inside the container until every named session shows the end marker
+# of its restored history, then prints the time: the container's clock is
+# the host's, and no docker exec round trip lands in the figure.
+WAIT_RESTORED = r"""deadline=$(( $(date +%s) + $1 )); shift
+while :; do
+  ok=1
+  for s in "$@"; do
+    case $(tmux capture-pane -p -t "=$s:" 2>/dev/null) in
+      *"shed: restored after a restart"*) ;;
+      *) ok=0; break ;;
+    esac
+  done
+  [ $ok = 1 ] && break
+  [ "$(date +%s)" -gt "$deadline" ] && { echo timeout; exit 1; }
+  sleep 0.01
+done
+date +%s.%N
+"""
+
+
+def started_at(container):
+    """Docker's State.StartedAt of the container, in seconds since the epoch."""
+    import calendar
+    raw = sh("docker", "inspect", "-f", "{{.State.StartedAt}}", container).stdout.strip()
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$", raw)
+    if not m:
+        raise RuntimeError(f"unexpected StartedAt {raw!r}")
+    return calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")) + float("0." + (m.group(2) or "0"))
+
+
+def raise_history_limit(container, lines):
+    """tmux keeps 2000 lines per pane unless told; /etc/tmux.conf is read at
+    every tmux server start, so the limit holds after the shed restarts."""
+    sh("docker", "exec", "-u", "0", container, "sh", "-c",
+       f"echo 'set -g history-limit {lines}' >> /etc/tmux.conf")
+    sh("docker", "exec", container, "tmux", "set-option", "-g", "history-limit", str(lines), check=False)
+
+
+def fill_sessions(container, names, lines):
+    """Prints `seq 1 LINES` in every session, in one docker exec."""
+    script = 'for s in "$@"; do tmux send-keys -t "=$s:" "seq 1 %d" Enter; done' % lines
+    sh("docker", "exec", container, "sh", "-c", script, "fill", *names)
+
+
+def snapshot_panes(server, shed):
+    snap = server.get(f"/api/sheds/{shed}/snapshot").get("snapshot") or {"sessions": []}
+    return {s["name"]: [p["history"] for w in s["windows"] for p in w["panes"]] for s in snap["sessions"]}
+
+
+def bench_restore(rows, server, runs):
+    """10 sessions of 10,000 history lines: stop and start through the API,
+    from Docker's StartedAt until every session shows its restored history."""
+    shed, names, lines = "r0", [f"h{i}" for i in range(10)], 10000
+    container = server.container(shed)
+    server.post("/api/sheds", {"name": shed})
+    raise_history_limit(container, lines + 2000)
+    for n in names:
+        server.post(f"/api/sheds/{shed}/sessions", {"name": n})
+    fill_sessions(container, names, lines)
+    last = f"\n{lines}\n"
+    deadline = time.monotonic() + 120
+    while True:  # the periodic save (every 10 s here) captures the history
+        panes = snapshot_panes(server, shed)
+        if all(any(last in h and h.count("\n") >= lines - 5 for h in panes.get(n, [])) for n in names):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("no snapshot held 10,000 lines of every session within 120 s")
+        time.sleep(1)
+    samples, api = [], []
+    for _ in range(runs):
+        server.post(f"/api/sheds/{shed}/stop", {})
+        t0 = time.time()
+        server.post(f"/api/sheds/{shed}/start", {})
+        returned = time.time()
+        begin = started_at(container)
+        out = sh("docker", "exec", container, "sh", "-c", WAIT_RESTORED, "wait", "60", *names, check=False).stdout.split()
+        if not out or out[-1] == "timeout":
+            raise RuntimeError("the sessions did not come back within 60 s")
+        samples.append(float(out[-1]) - begin)
+        api.append(returned - t0)
+        # Outside the timing: every pane holds the last line above the marker.
+        check = 'for s in "$@"; do tmux capture-pane -p -S - -t "=$s:" | grep -qx %d || echo "$s"; done' % lines
+        missing = sh("docker", "exec", container, "sh", "-c", check, "check", *names).stdout.split()
+        if missing:
+            raise RuntimeError(f"restored without line {lines}: {' '.join(missing)}")
+    m, worst = statistics.median(samples), max(samples)
+    row(rows, f"19. Restore: 10 sessions x {lines:,} history lines, container running (Docker StartedAt) until every session "
+        f"shows its history ({runs} runs)",
+        f"median {m:.2f} s, max {worst:.2f} s", f"API start call: median {statistics.median(api):.2f} s", "-",
+        "< 3 s", worst < 3)
+
+
+def saves_logged(server):
+    text = open(os.path.join(server.dir, "log"), errors="replace").read()
+    if "snapshot not replaced" in text:
+        raise RuntimeError("a save was refused: " + text.split("snapshot not replaced", 1)[1][:120])
+    return text.count("snapshot saved")
+
+
+def wait_saves_quiet(server, quiet=2.5, timeout=120):
+    """Waits until no save has been logged for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    count, since = saves_logged(server), time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise RuntimeError("saves did not settle")
+        time.sleep(0.1)
+        now = saves_logged(server)
+        if now != count:
+            count, since = now, time.monotonic()
+    return count
+
+
+def bench_autosave(rows, server, runs):
+    """One debounced autosave of 32 sessions with 2000 history lines each,
+    triggered by a new window: shed-server CPU, Docker daemons' CPU, bytes,
+    wall time from the trigger to the "snapshot saved" log line."""
+    shed, names, lines = "a0", [f"w{i}" for i in range(32)], 2000
+    container = server.container(shed)
+    server.post("/api/sheds", {"name": shed})
+    raise_history_limit(container, lines + 500)
+    for n in names:
+        server.post(f"/api/sheds/{shed}/sessions", {"name": n})
+    fill_sessions(container, names, lines)
+    time.sleep(1)
+    cpu, daemons, walls, sizes, floor = [], [], [], [], []
+    for _ in range(runs):
+        n0 = wait_saves_quiet(server)
+        # The floor: what one docker exec (the trigger) costs the daemons.
+        d0 = docker_daemons_cpu()
+        sh("docker", "exec", container, "true")
+        floor.append(docker_daemons_cpu() - d0)
+        c0, d0, t0 = server.cpu_seconds(), docker_daemons_cpu(), time.perf_counter()
+        sh("docker", "exec", container, "tmux", "new-window", "-d", "-t", f"={names[0]}:")
+        deadline = time.monotonic() + 60
+        while saves_logged(server) == n0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no save within 60 s of the new window")
+            time.sleep(0.005)
+        walls.append(time.perf_counter() - t0)
+        cpu.append(server.cpu_seconds() - c0)
+        daemons.append(docker_daemons_cpu() - d0)
+        sizes.append(int(sh("docker", "exec", "-u", "0", container, "stat", "-c", "%s",
+                            "/workspace/.shed/snapshot.json").stdout.strip()))
+    snap = snapshot_panes(server, shed)
+    held = min(max((h.count("\n") for h in snap.get(n, [""])), default=0) for n in names)
+    if held < lines - 5:
+        raise RuntimeError(f"a saved pane held only {held} lines")
+    row(rows, f"20. One autosave, 32 sessions x {lines:,} history lines (new window to 'snapshot saved', incl. the 1 s debounce; "
+        f"median of {runs})",
+        f"shed-server CPU {statistics.median(cpu) * 1000:.0f} ms, dockerd+containerd CPU {statistics.median(daemons) * 1000:.0f} ms, "
+        f"{statistics.median(sizes) / 1024:.0f} KiB written, wall {statistics.median(walls):.2f} s (max {max(walls):.2f} s)",
+        f"one docker exec (the trigger): dockerd+containerd CPU {statistics.median(floor) * 1000:.0f} ms", "-",
+        "(measured)", True)
 
 
 def main():
@@ -1011,6 +1182,20 @@ def main():
             try:
                 fn()
             except Exception as e:  # a broken row is reported, not hidden
+                row(rows, f"row {name}", "error", "-", "-", "-", False, note=str(e)[:200])
+        # Rows 19-20, each on a server of its own so no other shed's saves mix in.
+        for name, extra, fn in [
+            ("19", "snapshot_history_lines = 10000\nsnapshot_interval_secs = 10\n", bench_restore),
+            ("20", "snapshot_interval_secs = 0\n", bench_autosave),
+        ]:
+            if ONLY is not None and name not in ONLY:
+                continue
+            try:
+                snap_server = Server(f"snap{name}", key_pub, extra_config=extra,
+                                     log="warn,shed::server::docker::snapshots=debug")
+                servers.append(snap_server)
+                fn(rows, snap_server, 2 if QUICK else 5)
+            except Exception as e:
                 row(rows, f"row {name}", "error", "-", "-", "-", False, note=str(e)[:200])
         if ONLY is not None and "3" not in ONLY:
             raise _SkipTrio()
