@@ -12,7 +12,13 @@ use crate::server::events::EventBus;
 use crate::server::snapshot::store::{self, Read, Stored};
 use crate::server::snapshot::{autosave, capture, format, restore, SaveReason};
 
+use futures_util::StreamExt;
+
 use super::*;
+
+/// Sessions restored at once: each is a few execs in a row, so a shed's
+/// sessions side by side take little longer than one (benchmark row 19).
+const RESTORE_PARALLEL: usize = 8;
 
 /// Largest value of `snapshot_history_lines`.
 pub const MAX_HISTORY_LINES: usize = crate::server::sessions::MAX_OUTPUT_LINES;
@@ -406,68 +412,33 @@ impl DockerBackend {
         }
         let existing = self.list_sessions_for_restore(shed).await?;
         let rules = Rules::builtin();
-        let mut failed = false;
         let saved_at = snapshot.saved_at.to_rfc3339_opts(SecondsFormat::Secs, true);
-        for session in &snapshot.sessions {
-            if existing.contains(&session.name) {
-                let mut action = restore::plan_session(session, &rules, &[]).action;
-                action.skipped = Some("a session of this name is running".into());
-                report.actions.push(action);
-                continue;
-            }
-            if dry_run {
-                report
-                    .actions
-                    .push(restore::plan_session(session, &rules, &[]).action);
-                continue;
-            }
-            let mut files = Vec::new();
-            for pane in session.windows.iter().flat_map(|w| &w.panes) {
-                let file = match restore::history_text(pane, &saved_at) {
-                    Some(text) => match self.history_file(shed, &text).await {
-                        Ok(path) => path,
-                        Err(e) => {
-                            report
-                                .warnings
-                                .push(format!("history of a pane of {}: {e}", session.name));
-                            String::new()
-                        }
-                    },
-                    None => String::new(),
-                };
-                files.push(file);
-            }
-            let plan = restore::plan_session(session, &rules, &files);
-            let mut action = plan.action;
-            for (i, step) in plan.steps.into_iter().enumerate() {
-                match self.snapshot_exec(shed, step, None, b"").await {
-                    Ok(out) if out.exit_code == 0 => {}
-                    Ok(out) => {
-                        let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                        report.warnings.push(format!(
-                            "restoring session {}: tmux: {message}",
-                            session.name
-                        ));
-                        // Without its first step the session does not exist.
-                        if i == 0 {
-                            action.skipped = Some(format!("tmux refused it: {message}"));
-                            failed = true;
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        report
-                            .warnings
-                            .push(format!("restoring session {}: {e}", session.name));
-                        if i == 0 {
-                            action.skipped = Some(e.to_string());
-                            failed = true;
-                            break;
-                        }
-                    }
-                }
-            }
+        // The first session alone, so that it is the one to start a tmux
+        // server that is not running yet; the rest side by side.
+        let mut sessions = snapshot.sessions.iter();
+        let mut outcomes = Vec::new();
+        if let Some(first) = sessions.next() {
+            outcomes.push(
+                self.restore_session(shed, first, &existing, &rules, &saved_at, dry_run)
+                    .await,
+            );
+        }
+        let rest: Vec<_> = sessions
+            .map(|session| {
+                Box::pin(self.restore_session(shed, session, &existing, &rules, &saved_at, dry_run))
+            })
+            .collect();
+        outcomes.extend(
+            futures_util::stream::iter(rest)
+                .buffered(RESTORE_PARALLEL)
+                .collect::<Vec<_>>()
+                .await,
+        );
+        let mut failed = false;
+        for (action, warnings, session_failed) in outcomes {
             report.actions.push(action);
+            report.warnings.extend(warnings);
+            failed |= session_failed;
         }
         if !dry_run {
             self.channels.wrote(shed);
@@ -492,6 +463,71 @@ impl DockerBackend {
             }
         }
         Ok(report)
+    }
+
+    /// Recreates one saved session (or plans it, on a dry run): its
+    /// report entry, its warnings, and whether tmux refused it.
+    async fn restore_session(
+        &self,
+        shed: &str,
+        session: &crate::api::snapshot::SavedSession,
+        existing: &[String],
+        rules: &Rules,
+        saved_at: &str,
+        dry_run: bool,
+    ) -> (crate::api::snapshot::RestoreAction, Vec<String>, bool) {
+        let mut warnings = Vec::new();
+        if existing.contains(&session.name) {
+            let mut action = restore::plan_session(session, rules, &[]).action;
+            action.skipped = Some("a session of this name is running".into());
+            return (action, warnings, false);
+        }
+        if dry_run {
+            return (
+                restore::plan_session(session, rules, &[]).action,
+                warnings,
+                false,
+            );
+        }
+        let mut files = Vec::new();
+        for pane in session.windows.iter().flat_map(|w| &w.panes) {
+            let file = match restore::history_text(pane, saved_at) {
+                Some(text) => match self.history_file(shed, &text).await {
+                    Ok(path) => path,
+                    Err(e) => {
+                        warnings.push(format!("history of a pane of {}: {e}", session.name));
+                        String::new()
+                    }
+                },
+                None => String::new(),
+            };
+            files.push(file);
+        }
+        let plan = restore::plan_session(session, rules, &files);
+        let mut action = plan.action;
+        for (i, step) in plan.steps.into_iter().enumerate() {
+            let refused = match self.snapshot_exec(shed, step, None, b"").await {
+                Ok(out) if out.exit_code == 0 => continue,
+                Ok(out) => {
+                    let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    warnings.push(format!(
+                        "restoring session {}: tmux: {message}",
+                        session.name
+                    ));
+                    format!("tmux refused it: {message}")
+                }
+                Err(e) => {
+                    warnings.push(format!("restoring session {}: {e}", session.name));
+                    e.to_string()
+                }
+            };
+            // Without its first step the session does not exist.
+            if i == 0 {
+                action.skipped = Some(refused);
+                return (action, warnings, true);
+            }
+        }
+        (action, warnings, false)
     }
 
     /// The names of the shed's sessions now.
