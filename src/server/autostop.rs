@@ -162,6 +162,12 @@ pub async fn look_once(
     server_limit: u64,
     clocks: &mut IdleClocks,
 ) {
+    // Docker away (or not yet connected): nobody can be seen, so nobody
+    // counts as idle, and a look must not start a connect of its own.
+    if !backend.engine_connected() {
+        *clocks = IdleClocks::default();
+        return;
+    }
     let sheds = match backend.list().await {
         Ok(sheds) => sheds,
         Err(e) => {

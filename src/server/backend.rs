@@ -183,6 +183,11 @@ pub trait ShedBackend: Send + Sync + 'static {
     }
     /// Every tmux session in a running shed, sorted by name, in one exec.
     async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError>;
+    /// Whether the container engine is connected now; background tasks
+    /// look only then, so they never start a connect of their own.
+    fn engine_connected(&self) -> bool {
+        true
+    }
     /// The shed's sessions as its live control channel last saw them,
     /// without an exec or a Docker call; `None` when no channel serves it
     /// (a backend without channels never has one).

@@ -518,6 +518,10 @@ impl ShedBackend for DockerBackend {
         self.tmux_sessions(shed).await
     }
 
+    fn engine_connected(&self) -> bool {
+        self.connected().is_some()
+    }
+
     async fn live_sessions(&self, shed: &str) -> Option<Vec<SessionInfo>> {
         self.model_sessions(shed)
     }

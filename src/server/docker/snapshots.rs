@@ -74,6 +74,11 @@ impl autosave::Snapshotter for Target {
         let Some(this) = self.0.upgrade() else {
             return Vec::new();
         };
+        // Never the one to start a connect: with a hung engine it would make
+        // requests wait behind it. Channels restore on open once Docker is back.
+        if this.connected().is_none() {
+            return Vec::new();
+        }
         match this.list_sheds().await {
             Ok(sheds) => sheds
                 .into_iter()
