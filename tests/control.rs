@@ -157,10 +157,17 @@ async fn the_subscription_follows_sessions_bells_dead_panes_and_options() {
     assert!(m.get("work").unwrap().panes[0].pid.is_some());
 
     // A command that ends leaves a dead pane with its status and output.
+    // It ends on cue: tmux 3.3a can lose the status of a command that
+    // exits in the same instant its session is made.
     client
-        .new_session(&spec("dies", Some("echo last-words; exit 3"), cwd))
+        .new_session(&spec("dies", Some("read go; echo last-words; exit 3"), cwd))
         .await
         .expect("new-session with a command");
+    model_where(&client, |m| m.get("dies").is_some()).await;
+    client
+        .send_input("dies", b"go", true)
+        .await
+        .expect("send-keys");
     model_where(&client, |m| {
         m.get("dies")
             .is_some_and(|s| s.panes.iter().any(|p| p.dead && p.dead_status == Some(3)))
