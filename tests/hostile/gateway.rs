@@ -76,6 +76,16 @@ fn logged_in(out: &Output) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("no shed named")
 }
 
+/// Retries a real login to [`NO_SHED`] for up to `limit`: whether one got
+/// in, and the last attempt.
+async fn login_within(server: &TestServer, key: &SshKey, limit: Duration) -> (bool, Output) {
+    eventually(limit, || async {
+        let out = login(server, key, NO_SHED);
+        (logged_in(&out), out)
+    })
+    .await
+}
+
 fn denied(out: &Output) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("Permission denied")
 }
@@ -162,11 +172,7 @@ async fn unauthenticated_connections_are_capped_per_address_and_in_total() {
 
     // Closing them gives the slots back.
     drop(held);
-    let (ok, out) = eventually(Duration::from_secs(10), || async {
-        let out = login(&server, &key, NO_SHED);
-        (logged_in(&out), out)
-    })
-    .await;
+    let (ok, out) = login_within(&server, &key, Duration::from_secs(10)).await;
     assert!(ok, "no login after the flood ended: {:?}", texts(&out));
 }
 
@@ -213,11 +219,7 @@ async fn connections_are_capped_in_total_and_a_closed_one_frees_its_slot() {
         .await
         .expect("disconnecting");
     drop(first);
-    let (ok, out) = eventually(Duration::from_secs(10), || async {
-        let out = login(&server, &key, NO_SHED);
-        (logged_in(&out), out)
-    })
-    .await;
+    let (ok, out) = login_within(&server, &key, Duration::from_secs(10)).await;
     assert!(ok, "no login after a connection closed: {:?}", texts(&out));
 }
 
@@ -305,11 +307,7 @@ async fn the_gateway_survives_running_out_of_file_descriptors() {
     );
 
     drop(held);
-    let (ok, out) = eventually(Duration::from_secs(20), || async {
-        let out = login(&server, &key, NO_SHED);
-        (logged_in(&out), out)
-    })
-    .await;
+    let (ok, out) = login_within(&server, &key, Duration::from_secs(20)).await;
     assert!(
         ok,
         "the gateway did not recover from EMFILE: {:?}",
