@@ -147,14 +147,16 @@ impl IntoResponse for ApiError {
 /// Middleware that logs the [`FailureDetail`] of a failed response: server
 /// errors at error level (their details are hidden from the client), refusals
 /// at debug. It takes the detail out, so a response is logged once however
-/// many times the layer wraps it.
+/// many times the layer wraps it. The detail is logged escaped (Debug): it
+/// can hold a client's value or a shed's tmux stderr, and a raw newline in
+/// it would forge log lines.
 pub async fn log_failures(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     if let Some(failure) = response.extensions_mut().remove::<FailureDetail>() {
         if response.status().is_server_error() {
-            tracing::error!(code = %failure.code, error = %failure.detail, "request failed");
+            tracing::error!(code = %failure.code, error = ?failure.detail, "request failed");
         } else {
-            tracing::debug!(code = %failure.code, error = %failure.detail, "request refused");
+            tracing::debug!(code = %failure.code, error = ?failure.detail, "request refused");
         }
     }
     response
@@ -213,5 +215,61 @@ mod tests {
         let failure = response.extensions().get::<FailureDetail>().unwrap();
         assert_eq!(failure.code, ErrorCode::Internal);
         assert!(failure.detail.contains("secret"));
+    }
+
+    /// A `Write` into a shared buffer, for a subscriber whose output the
+    /// test reads.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_detail_cannot_forge_log_lines() {
+        use tower::ServiceExt;
+        // What a compromised shed's tmux could print to stderr.
+        let forged = "2030-01-01T00:00:00.000000Z  INFO shed::server: FORGED";
+        let detail = format!("tmux failed: boom\n{forged}\r\u{1b}[2J");
+        let kinds: [fn(String) -> BackendError; 2] =
+            [BackendError::Internal, BackendError::BadRequest];
+        for kind in kinds {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            let _guard = tracing::subscriber::set_default(subscriber);
+            let detail = detail.clone();
+            let app = axum::Router::new()
+                .route(
+                    "/",
+                    axum::routing::get(move || {
+                        let error = ApiError::Backend(kind(detail.clone()));
+                        async move { error.into_response() }
+                    }),
+                )
+                .layer(axum::middleware::from_fn(log_failures));
+            let request = axum::http::Request::new(axum::body::Body::empty());
+            app.oneshot(request).await.unwrap();
+            let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            assert!(
+                log.contains("FORGED"),
+                "the failure was not logged: {log:?}"
+            );
+            assert_eq!(log.lines().count(), 1, "{log}");
+            assert!(!log.contains('\r') && !log.contains('\u{1b}'), "{log:?}");
+            assert!(log.contains("boom\\n2030-01-01"), "{log}");
+        }
     }
 }

@@ -85,12 +85,19 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         ssh::keys::KeyPolicy::AuthorizedKeys(path)
     };
     let ssh_addr = SocketAddr::new(config.bind, config.ssh_port);
-    let ssh_listener = TcpListener::bind(ssh_addr)
-        .await
-        .with_context(|| format!("binding the SSH gateway to {ssh_addr}"))?;
-    let ssh_local = ssh_listener
-        .local_addr()
-        .context("reading the SSH address")?;
+    // A taken SSH port does not stop the API: the supervisor keeps trying
+    // to bind it, and /api/health says the gateway is down until it can.
+    let ssh_listener = match ssh::bind(ssh_addr) {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::error!(error = %e, "the SSH gateway cannot listen yet; serving the API and retrying");
+            None
+        }
+    };
+    let ssh_local = match &ssh_listener {
+        Some(listener) => listener.local_addr().context("reading the SSH address")?,
+        None => ssh_addr,
+    };
 
     let addr = SocketAddr::new(config.bind, config.http_port);
     let listener = TcpListener::bind(addr)
@@ -101,8 +108,13 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     docker::watch::spawn(backend.clone(), events.clone());
     let bus = events.clone();
 
-    // The listener is bound, so connections queue from here on: up.
-    let gateway_health = ssh::supervisor::GatewayHealth::up();
+    // A bound listener queues connections from here on: up. Otherwise down
+    // until the supervisor binds it.
+    let gateway_health = if ssh_listener.is_some() {
+        ssh::supervisor::GatewayHealth::up()
+    } else {
+        ssh::supervisor::GatewayHealth::default()
+    };
     let state = http::AppState {
         backend: backend.clone(),
         info: ServerInfo {
@@ -136,7 +148,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         config.idle_stop_after,
         config.control_mode,
     );
-    ssh::spawn_supervised(Arc::new(gateway), ssh_listener, gateway_health);
+    ssh::spawn_supervised(Arc::new(gateway), ssh_addr, ssh_listener, gateway_health);
     let tls = http_tls(&config)?;
     let signal = shutdown_signal();
     let shutdown = async move {

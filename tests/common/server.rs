@@ -19,6 +19,8 @@ pub struct ServerOpts {
     pub name: Option<String>,
     /// `data_dir`, to keep the host key across restarts; a temp dir if `None`.
     pub data_dir: Option<PathBuf>,
+    /// `ssh_port`; 0 (a free one) if `None`.
+    pub ssh_port: Option<u16>,
 }
 
 /// A running shed-server process; killed, and its sheds removed, on drop.
@@ -57,8 +59,9 @@ impl TestServer {
         let name = opts.name.clone().unwrap_or_else(|| format!("srv-{prefix}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let config = format!(
-            "name = {name:?}\nhttp_port = 0\nssh_port = 0\nisolation_prefix = {prefix:?}\n\
+            "name = {name:?}\nhttp_port = 0\nssh_port = {}\nisolation_prefix = {prefix:?}\n\
              default_image = {image:?}\ndata_dir = {:?}\nauthorized_keys = {:?}\n{}\n",
+            opts.ssh_port.unwrap_or(0),
             opts.data_dir
                 .clone()
                 .unwrap_or_else(|| dir.path().join("data")),

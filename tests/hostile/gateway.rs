@@ -76,6 +76,16 @@ fn logged_in(out: &Output) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("no shed named")
 }
 
+/// Retries a real login to [`NO_SHED`] for up to `limit`: whether one got
+/// in, and the last attempt.
+async fn login_within(server: &TestServer, key: &SshKey, limit: Duration) -> (bool, Output) {
+    eventually(limit, || async {
+        let out = login(server, key, NO_SHED);
+        (logged_in(&out), out)
+    })
+    .await
+}
+
 fn denied(out: &Output) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("Permission denied")
 }
@@ -162,12 +172,101 @@ async fn unauthenticated_connections_are_capped_per_address_and_in_total() {
 
     // Closing them gives the slots back.
     drop(held);
-    let (ok, out) = eventually(Duration::from_secs(10), || async {
-        let out = login(&server, &key, NO_SHED);
-        (logged_in(&out), out)
+    let (ok, out) = login_within(&server, &key, Duration::from_secs(10)).await;
+    assert!(ok, "no login after the flood ended: {:?}", texts(&out));
+}
+
+#[tokio::test]
+async fn connections_are_capped_in_total_and_a_closed_one_frees_its_slot() {
+    let (server, key) = server_with(
+        "ssh_max_connections = 3\nssh_max_unauthenticated = 2\n\
+         ssh_max_unauthenticated_per_ip = 2\n",
+    );
+    // Two logged-in connections and one that has not authenticated fill
+    // the cap; the unauthenticated caps have room left.
+    let (first, ok) = russh_login(&server, &key, NO_SHED).await;
+    assert!(ok, "the first login failed");
+    let (_second, ok) = russh_login(&server, &key, NO_SHED).await;
+    assert!(ok, "the second login failed");
+    let mut pending = connect_from([127, 0, 0, 2], server.ssh_port).await;
+    assert!(
+        greeted(&mut pending).await,
+        "the pending connection was refused"
+    );
+
+    let mut over = connect_from([127, 0, 0, 3], server.ssh_port).await;
+    assert!(
+        !greeted(&mut over).await,
+        "a connection over ssh_max_connections was admitted"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || server
+            .log()
+            .contains("ssh_max_connections reached")),
+        "{}",
+        server.log()
+    );
+    let out = login(&server, &key, NO_SHED);
+    assert!(
+        !logged_in(&out),
+        "a login over ssh_max_connections worked: {:?}",
+        texts(&out)
+    );
+
+    // Closing a logged-in connection gives its slot back to a real login.
+    first
+        .disconnect(russh::Disconnect::ByApplication, "", "en")
+        .await
+        .expect("disconnecting");
+    drop(first);
+    let (ok, out) = login_within(&server, &key, Duration::from_secs(10)).await;
+    assert!(ok, "no login after a connection closed: {:?}", texts(&out));
+}
+
+#[tokio::test]
+async fn health_says_the_gateway_is_down_while_its_port_is_taken() {
+    // Another program holds the SSH port when the server starts.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("holding a port");
+    let port = squatter.local_addr().expect("its address").port();
+    let server = TestServer::start_with(ServerOpts {
+        ssh_port: Some(port),
+        ..Default::default()
+    });
+    let key = SshKey::generate();
+    server.authorize(&key);
+
+    // Down, and still down after retries: not a moment of start-up.
+    let binding = format!("binding the SSH gateway to 127.0.0.1:{port}");
+    assert!(
+        wait_until(Duration::from_secs(10), || server
+            .log()
+            .matches(&binding)
+            .count()
+            >= 3),
+        "the bind was not retried:\n{}",
+        server.log()
+    );
+    let health = http::get(&server.url("/api/health")).await;
+    assert_eq!(health.status, 503, "{}", health.json);
+    assert_eq!(health.json["status"], "degraded", "{}", health.json);
+    assert_eq!(health.json["gateway"], "down", "{}", health.json);
+    // The API serves meanwhile.
+    let info = http::get(&server.url("/api/info")).await;
+    assert_eq!(info.status, 200, "{}", info.json);
+    assert_eq!(info.json["ssh_port"], port, "{}", info.json);
+
+    // Once the port is free the gateway binds it (the retry backs off to
+    // at most 10 s) and serves real logins.
+    drop(squatter);
+    let (up, last) = eventually(Duration::from_secs(30), || async {
+        let health = http::get(&server.url("/api/health")).await;
+        (health.status == 200, health.json)
     })
     .await;
-    assert!(ok, "no login after the flood ended: {:?}", texts(&out));
+    assert!(up, "health never recovered: {last}");
+    assert_eq!(last["gateway"], "up", "{last}");
+    let out = login(&server, &key, NO_SHED);
+    assert!(logged_in(&out), "{:?}", texts(&out));
 }
 
 /// Sets the open-file limit of process `pid`, soft and hard.
@@ -208,11 +307,7 @@ async fn the_gateway_survives_running_out_of_file_descriptors() {
     );
 
     drop(held);
-    let (ok, out) = eventually(Duration::from_secs(20), || async {
-        let out = login(&server, &key, NO_SHED);
-        (logged_in(&out), out)
-    })
-    .await;
+    let (ok, out) = login_within(&server, &key, Duration::from_secs(20)).await;
     assert!(
         ok,
         "the gateway did not recover from EMFILE: {:?}",
@@ -307,8 +402,15 @@ async fn authorized_keys_options_are_enforced() {
         let out = login(&server, &key, NO_SHED);
         assert!(logged_in(&out), "{allowed}: {:?}", texts(&out));
     }
-    let log = server.log();
-    assert!(log.contains("is not supported by shed"), "{log}");
+    // Each refusal names the option it could not honour.
+    for option in ["command", "restrict", "no-pty"] {
+        let named = format!("option {option:?} is not supported by shed");
+        assert!(
+            wait_until(Duration::from_secs(10), || server.log().contains(&named)),
+            "no refusal naming {option}:\n{}",
+            server.log()
+        );
+    }
 }
 
 #[tokio::test]

@@ -79,21 +79,78 @@ fn exec_bytes(container: &str, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// The two ways a session request reaches tmux in a shed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// A `docker exec` of `tmux` per request (`control_mode = false`).
+    Exec,
+    /// The shed's tmux control channel.
+    Channel,
+}
+
+impl Path {
+    /// The `source` a session answered on this path reports.
+    fn source(self) -> &'static str {
+        match self {
+            Path::Exec => "exec",
+            Path::Channel => "channel",
+        }
+    }
+}
+
+/// A running shed `shed` whose session requests take `path`: on a server
+/// pinned to that mode (whatever `SHED_TEST_CONTROL_MODE` says), and for the
+/// channel only once it serves the shed's sessions.
+async fn shed_on(path: Path, shed: &str) -> TestServer {
+    let server = TestServer::start_with(ServerOpts {
+        extra: format!("control_mode = {}\n", path == Path::Channel),
+        ..Default::default()
+    });
+    make_shed(&server, shed).await;
+    if path == Path::Channel {
+        let r = post(
+            &server.url(&format!("/api/sheds/{shed}/sessions")),
+            r#"{"name":"warm"}"#,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.json);
+        wait_for_channel(&server, shed).await;
+    }
+    server
+}
+
+/// Whether the shed at `sessions` has sessions and every one is answered by
+/// `path`, and the listing.
+async fn all_on(path: Path, sessions: &str) -> (bool, serde_json::Value) {
+    let r = get(sessions).await;
+    let on = r.json["sessions"]
+        .as_array()
+        .is_some_and(|all| !all.is_empty() && all.iter().all(|s| s["source"] == path.source()));
+    (on, r.json)
+}
+
+/// Checks that the shed's sessions are still answered by `path`: the cases
+/// went that way, not through a fallback.
+async fn still_on(path: Path, sessions: &str) {
+    let (on, listing) = all_on(path, sessions).await;
+    assert!(on, "not every session is on the {path:?} path: {listing}");
+}
+
 /// Property: text sent through `POST {sessions}/NAME/input` arrives in the
 /// program byte for byte. `sessions` is the sessions URL of a running shed
-/// whose container is `container`, so another request path (tmux control
-/// mode, later) can be checked with the same cases.
+/// whose container is `container`, whose requests take `path`.
 ///
 /// The program sets its tty raw (no echo, no signals, no CR/LF mapping, no
 /// flow control, no ^V/^O) before recording stdin, so every control
 /// character except NUL reaches it literally; NUL is refused by the API.
-pub async fn input_arrives_exactly(sessions: &str, container: &str, cases: usize) {
+async fn input_arrives_exactly(path: Path, sessions: &str, container: &str, cases: usize) {
     let r = post(
         sessions,
         r#"{"name":"rec","command":"stty raw -echo -iexten; exec cat > /tmp/rec"}"#,
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.json["source"], path.source(), "{}", r.json);
     let (ready, _) = eventually(Duration::from_secs(15), || async {
         let mode = exec_bytes(container, &["sh", "-c", "test -e /tmp/rec && echo yes"]);
         (mode.starts_with(b"yes"), ())
@@ -121,6 +178,8 @@ pub async fn input_arrives_exactly(sessions: &str, container: &str, cases: usize
             String::from_utf8_lossy(&got)
         );
     }
+    // Checked while the recorder still runs, so the list is not empty.
+    still_on(path, sessions).await;
     let r = delete(&format!("{sessions}/rec")).await;
     assert_eq!(r.status, 204, "{}", r.json);
 }
@@ -128,8 +187,9 @@ pub async fn input_arrives_exactly(sessions: &str, container: &str, cases: usize
 /// Property: a session's `command`, `env` values and `cwd` reach the
 /// program byte for byte through `POST {sessions}`: the command compares its
 /// own argv (the last argument of the shell, from /proc) with what was sent,
-/// prints the env value, and `pwd -P` names the hostile directory.
-pub async fn session_args_arrive_exactly(sessions: &str, container: &str, cases: usize) {
+/// prints the env value, and `pwd -P` names the hostile directory. Each
+/// create must be answered by `path`.
+async fn session_args_arrive_exactly(path: Path, sessions: &str, container: &str, cases: usize) {
     let mut gen = Gen(seed() ^ 0x00c0_ffee);
     for case in 0..cases {
         // The recording part comes first and the hostile text follows in a
@@ -167,6 +227,7 @@ pub async fn session_args_arrive_exactly(sessions: &str, container: &str, cases:
             seed(),
             r.json
         );
+        assert_eq!(r.json["source"], path.source(), "case {case}: {}", r.json);
         let file = format!("/tmp/c{case}");
         let (done, argv) = eventually(Duration::from_secs(10), || async {
             let argv = exec_bytes(container, &["cat", &file]);
@@ -205,11 +266,11 @@ pub async fn session_args_arrive_exactly(sessions: &str, container: &str, cases:
     }
 }
 
-#[tokio::test]
-async fn input_reaches_the_program_byte_for_byte() {
-    let server = TestServer::start();
-    make_shed(&server, "prop").await;
+/// Runs [`input_arrives_exactly`] on a fresh shed whose requests take `path`.
+async fn input_case(path: Path) {
+    let server = shed_on(path, "prop").await;
     input_arrives_exactly(
+        path,
         &server.url("/api/sheds/prop/sessions"),
         &server.container("prop"),
         40,
@@ -217,46 +278,44 @@ async fn input_reaches_the_program_byte_for_byte() {
     .await;
 }
 
+/// Runs [`session_args_arrive_exactly`] on a fresh shed whose requests take
+/// `path`.
+async fn session_args_case(path: Path) {
+    let server = shed_on(path, "prop").await;
+    let sessions = server.url("/api/sheds/prop/sessions");
+    session_args_arrive_exactly(path, &sessions, &server.container("prop"), 20).await;
+    if path == Path::Channel {
+        // The warm session is still there to be listed.
+        still_on(path, &sessions).await;
+    }
+}
+
 #[tokio::test]
-async fn command_env_and_cwd_reach_the_program_byte_for_byte() {
-    let server = TestServer::start();
-    make_shed(&server, "prop").await;
-    session_args_arrive_exactly(
-        &server.url("/api/sheds/prop/sessions"),
-        &server.container("prop"),
-        20,
-    )
-    .await;
+async fn input_reaches_the_program_byte_for_byte_on_the_exec_path() {
+    input_case(Path::Exec).await;
+}
+
+#[tokio::test]
+async fn input_reaches_the_program_byte_for_byte_over_the_channel() {
+    input_case(Path::Channel).await;
+}
+
+#[tokio::test]
+async fn command_env_and_cwd_reach_the_program_byte_for_byte_on_the_exec_path() {
+    session_args_case(Path::Exec).await;
+}
+
+#[tokio::test]
+async fn command_env_and_cwd_reach_the_program_byte_for_byte_over_the_channel() {
+    session_args_case(Path::Channel).await;
 }
 
 /// Waits until shed `shed`'s sessions (it has one) are served by its
 /// control channel.
 async fn wait_for_channel(server: &TestServer, shed: &str) {
     let url = server.url(&format!("/api/sheds/{shed}/sessions"));
-    let (up, last) = eventually(Duration::from_secs(20), || async {
-        let r = get(&url).await;
-        let up = r.json["sessions"]
-            .as_array()
-            .is_some_and(|all| !all.is_empty() && all.iter().all(|s| s["source"] == "channel"));
-        (up, r.json)
-    })
-    .await;
+    let (up, last) = eventually(Duration::from_secs(20), || all_on(Path::Channel, &url)).await;
     assert!(up, "no control channel: {last}");
-}
-
-#[tokio::test]
-async fn input_and_session_args_arrive_byte_for_byte_over_the_channel() {
-    let server = TestServer::start();
-    make_shed(&server, "chan").await;
-    let sessions = server.url("/api/sheds/chan/sessions");
-    let r = post(&sessions, r#"{"name":"warm"}"#).await;
-    assert_eq!(r.status, 201, "{}", r.json);
-    wait_for_channel(&server, "chan").await;
-    let container = server.container("chan");
-    input_arrives_exactly(&sessions, &container, 40).await;
-    session_args_arrive_exactly(&sessions, &container, 20).await;
-    // Still the channel that carried them, not a fallback.
-    wait_for_channel(&server, "chan").await;
 }
 
 #[tokio::test]
@@ -315,29 +374,49 @@ fn peak_rss_kib(server: &TestServer) -> u64 {
         .unwrap_or(0)
 }
 
+/// What the flooding tmux writes: 16 times the server's tail of an exec's
+/// output (`EXEC_OUTPUT_LIMIT`, 16 MiB).
+const FLOOD_MIB: u64 = 256;
+/// Most the server's peak memory may grow while it reads the flood: the
+/// tail, its copy as text and the stream's buffers, well under the flood.
+const FLOOD_GROWTH_BOUND_MIB: u64 = 64;
+
 #[tokio::test]
 async fn a_flooding_tmux_does_not_grow_the_server_without_bound() {
-    // A compromised shed answers `tmux list-sessions` with 256 MiB: the
-    // server keeps a bounded tail, not all of it.
-    let server = TestServer::start();
+    // A compromised shed answers `tmux list-sessions` with 256 MiB and then
+    // hangs: the server keeps a bounded tail, not all of it, and the call
+    // times out. Pinned to the exec path: a control channel attached to the
+    // real tmux would never run the replaced binary.
+    let server = TestServer::start_with(ServerOpts {
+        extra: "control_mode = false\n".into(),
+        ..Default::default()
+    });
     make_shed(&server, "flood").await;
     let container = server.container("flood");
-    docker(&[
-        "exec",
-        &container,
-        "sh",
-        "-c",
+    // The marker is written once the last byte is in the pipe, so its
+    // presence proves the server read (all but a pipe buffer of) the flood.
+    let script = format!(
         "t=$(command -v tmux); mv $t $t.real; \
-         printf '#!/bin/sh\\nexec head -c 268435456 /dev/zero\\n' > $t; chmod +x $t",
-    ]);
+         printf '#!/bin/sh\\nhead -c {} /dev/zero\\ntouch /tmp/flooded\\nexec sleep 900\\n' > $t; \
+         chmod +x $t",
+        FLOOD_MIB * 1024 * 1024
+    );
+    docker(&["exec", &container, "sh", "-c", &script]);
     let before = peak_rss_kib(&server);
     let r = get(&server.url("/api/sheds/flood/sessions")).await;
-    assert!(r.status < 600, "{}", r.json);
+    assert_eq!((r.status, r.code()), (504, "TIMEOUT"), "{}", r.json);
+    assert!(
+        docker_ok(&["exec", &container, "test", "-e", "/tmp/flooded"]),
+        "the server did not read the {FLOOD_MIB} MiB flood before the call timed out"
+    );
     let grown_mib = (peak_rss_kib(&server).saturating_sub(before)) / 1024;
     assert!(
-        grown_mib < 100,
-        "the server's peak memory grew by {grown_mib} MiB reading one tmux answer"
+        grown_mib < FLOOD_GROWTH_BOUND_MIB,
+        "the server's peak memory grew by {grown_mib} MiB reading one {FLOOD_MIB} MiB tmux answer"
     );
+    eprintln!("peak memory grew by {grown_mib} MiB reading {FLOOD_MIB} MiB");
+    let health = get(&server.url("/api/health")).await;
+    assert_eq!(health.status, 200, "{}", health.json);
 }
 
 /// Processes in a container whose command line starts with `prefix`, read

@@ -21,7 +21,7 @@ use std::time::Duration;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::validate_shed_name;
@@ -174,18 +174,50 @@ fn one_connection_failed(e: &std::io::Error) -> bool {
     )
 }
 
-/// Runs `gateway` on the bound `listener` under a supervisor that restarts
-/// it when it fails or panics, and reports its state in `health`.
+/// Backlog of the gateway's listening socket, as `TcpListener::bind` in tokio.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds the gateway's listening socket at `addr`; the error names the address.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    // Synchronous, unlike `TcpListener::bind`, so the supervisor can retry
+    // it as the step that prepares a start.
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("binding the SSH gateway to {addr}: {e}"))
+    })
+}
+
+/// Runs `gateway` under a supervisor that restarts it when it fails or
+/// panics, and reports its state in `health`. It serves on `listener`, or,
+/// when the bind at start failed (the port is taken), binds `addr` itself,
+/// retrying with backoff: the API serves meanwhile and `/api/health` says
+/// the gateway is down.
 pub fn spawn_supervised(
     gateway: Arc<Gateway>,
-    listener: TcpListener,
+    addr: SocketAddr,
+    listener: Option<TcpListener>,
     health: GatewayHealth,
 ) -> tokio::task::JoinHandle<()> {
-    let listener = Arc::new(listener);
+    let mut listener = listener.map(Arc::new);
     tokio::spawn(supervisor::supervise(
         health,
         Backoff::default(),
-        move || gateway.clone().serve(listener.clone()),
+        move || {
+            let bound = match &listener {
+                Some(bound) => bound.clone(),
+                None => listener.insert(Arc::new(bind(addr)?)).clone(),
+            };
+            Ok(gateway.clone().serve(bound))
+        },
     ))
 }
 

@@ -33,7 +33,8 @@ impl GatewayHealth {
         self.up.load(Ordering::SeqCst)
     }
 
-    /// How often the accept loop has been restarted.
+    /// How often the gateway has been started again (after it stopped, or
+    /// after it could not start).
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::SeqCst)
     }
@@ -64,26 +65,43 @@ impl Default for Backoff {
     }
 }
 
-/// Runs `start()` as its own task, for ever: whenever it returns or panics,
-/// marks `health` down, waits, and starts it again.
+/// Keeps a service running, for ever: `start()` prepares it (binding its
+/// socket, say) and returns the future that serves, which runs as its own
+/// task. Whenever preparing fails, or the task returns or panics, marks
+/// `health` down, waits, and starts it again; `health` is up only while a
+/// prepared task runs.
 pub async fn supervise<F, Fut, E>(health: GatewayHealth, backoff: Backoff, mut start: F)
 where
-    F: FnMut() -> Fut,
+    F: FnMut() -> Result<Fut, E>,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
     let mut delay = backoff.min;
     loop {
         let started = tokio::time::Instant::now();
-        let task = tokio::spawn(start());
-        health.set(true);
-        let outcome = task.await;
-        health.set(false);
-        match outcome {
-            Ok(Ok(())) => tracing::error!("the SSH gateway stopped; restarting it"),
-            Ok(Err(e)) => tracing::error!(error = %e, "the SSH gateway failed; restarting it"),
-            Err(e) if e.is_panic() => tracing::error!("the SSH gateway panicked; restarting it"),
-            Err(e) => tracing::error!(error = %e, "the SSH gateway was cancelled; restarting it"),
+        match start() {
+            Ok(serving) => {
+                let task = tokio::spawn(serving);
+                health.set(true);
+                let outcome = task.await;
+                health.set(false);
+                match outcome {
+                    Ok(Ok(())) => tracing::error!("the SSH gateway stopped; restarting it"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "the SSH gateway failed; restarting it")
+                    }
+                    Err(e) if e.is_panic() => {
+                        tracing::error!("the SSH gateway panicked; restarting it")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the SSH gateway was cancelled; restarting it")
+                    }
+                }
+            }
+            Err(e) => {
+                health.set(false);
+                tracing::error!(error = %e, retry_in = ?delay, "the SSH gateway cannot start; retrying");
+            }
         }
         if started.elapsed() >= backoff.reset_after {
             delay = backoff.min;
@@ -125,14 +143,14 @@ mod tests {
         let counter = runs.clone();
         let supervisor = tokio::spawn(supervise(health.clone(), quick(), move || {
             let run = counter.fetch_add(1, Ordering::SeqCst);
-            async move {
+            Ok(async move {
                 match run {
                     0 => Err("accept failed".to_string()),
                     1 => panic!("gateway bug"),
                     2 => Ok(()),
                     _ => std::future::pending().await,
                 }
-            }
+            })
         }));
         assert!(until(|| runs.load(Ordering::SeqCst) == 4).await);
         assert!(until(|| health.is_up()).await);
@@ -147,11 +165,34 @@ mod tests {
             min: Duration::from_secs(3600),
             ..quick()
         };
-        let supervisor = tokio::spawn(supervise(health.clone(), slow, || async {
-            Err::<(), _>("accept failed")
+        let supervisor = tokio::spawn(supervise(health.clone(), slow, || {
+            Ok(async { Err::<(), _>("accept failed") })
         }));
         assert!(until(|| !health.is_up()).await);
         assert_eq!(health.restarts(), 0);
+        supervisor.abort();
+    }
+
+    #[tokio::test]
+    async fn a_gateway_that_cannot_start_is_down_until_it_can() {
+        // Up from the start, as the server reports a gateway bound at start.
+        let health = GatewayHealth::up();
+        let tries = Arc::new(AtomicUsize::new(0));
+        let counter = tries.clone();
+        let slow_first = Backoff {
+            min: Duration::from_millis(200),
+            ..quick()
+        };
+        let supervisor = tokio::spawn(supervise(health.clone(), slow_first, move || match counter
+            .fetch_add(1, Ordering::SeqCst)
+        {
+            0 | 1 => Err("address in use"),
+            _ => Ok(std::future::pending()),
+        }));
+        assert!(until(|| !health.is_up()).await, "up while it cannot start");
+        assert!(until(|| tries.load(Ordering::SeqCst) == 3).await);
+        assert!(until(|| health.is_up()).await);
+        assert_eq!(health.restarts(), 2);
         supervisor.abort();
     }
 }
