@@ -120,7 +120,30 @@ impl Ctx {
 /// alike, as one process group: shed stays alive to report how ssh ended.
 /// Signals sent to shed alone (`kill`, `timeout`) are passed on to ssh,
 /// which would have received them had shed replaced itself with it.
-async fn run_forwarding_signals(cmd: std::process::Command) -> anyhow::Result<ExitStatus> {
+///
+/// A shed killed outright (SIGKILL) cannot pass that on; on Linux, ssh is
+/// then sent SIGTERM by the kernel (`PR_SET_PDEATHSIG`), so it never
+/// outlives shed and keeps a remote command running.
+async fn run_forwarding_signals(mut cmd: std::process::Command) -> anyhow::Result<ExitStatus> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: between fork and exec only async-signal-safe calls, with
+        // no allocation: prctl, getppid, _exit.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // shed died before the line above: nobody to run ssh for.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
     // Handlers, unlike ignored signals, are reset in ssh by exec.
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
