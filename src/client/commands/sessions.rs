@@ -46,7 +46,7 @@ impl Ctx {
             if found.status == ShedStatus::Stopped {
                 let start = self.start_command(shed);
                 if json {
-                    eprintln!("shed: shed {shed} is stopped; start it with `{start}`");
+                    eprintln!("shed {shed} is stopped; start it with `{start}`");
                     let out = serde_json::json!({"sessions": [], "errors": []});
                     println!("{}", serde_json::to_string_pretty(&out)?);
                 } else {
