@@ -52,7 +52,12 @@ impl Fake {
                     let method = parts.next().unwrap_or_default();
                     let path = parts.next().unwrap_or_default();
                     let (status, body) = handler(method, path);
-                    let body = body.to_string();
+                    // A 204 has no body.
+                    let body = if status == 204 {
+                        String::new()
+                    } else {
+                        body.to_string()
+                    };
                     let _ = write!(
                         stream,
                         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -235,28 +240,67 @@ fn start_and_stop_are_idempotent_for_the_cli() {
 }
 
 #[test]
-fn session_commands_on_a_stopped_shed_name_the_start_command() {
-    let fake = Fake::start(|method, path| match (method, path) {
+fn a_stopped_shed_is_started_on_demand_but_a_listing_only_names_the_start_command() {
+    // One behaviour: every command that works in a shed starts a stopped
+    // one with a notice; a listing is a look and never starts anything.
+    let starts = Arc::new(AtomicUsize::new(0));
+    let counter = starts.clone();
+    let fake = Fake::start(move |method, path| match (method, path) {
         ("GET", "/api/sheds/demo") => (200, shed("demo", "stopped")),
+        ("POST", "/api/sheds/demo/start") => {
+            counter.fetch_add(1, Ordering::SeqCst);
+            (200, shed("demo", "running"))
+        }
+        ("POST", "/api/sheds/demo/sessions") => (201, session("demo", "agent")),
+        ("GET", p) if p.starts_with("/api/sheds/demo/sessions/agent/output") => {
+            (200, output(p, &["hello".to_string()]))
+        }
+        ("POST", "/api/sheds/demo/sessions/agent/input")
+        | ("DELETE", "/api/sheds/demo/sessions/agent") => (204, Value::Null),
+        // Only a shed that was not started gets here.
         (_, p) if p.starts_with("/api/sheds/demo/sessions") => {
             (409, error("SHED_NOT_RUNNING", "shed demo is not running"))
         }
         _ => (404, error("NOT_FOUND", "no such endpoint")),
     });
     let cli = Cli::for_fake(&fake);
-    for args in [
-        &["sessions", "demo"][..],
-        &["sessions", "new", "demo", "agent"],
+
+    let (rc, stdout, stderr) = cli.run(&["sessions", "demo"]);
+    assert_eq!(rc, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "No sessions: shed demo is stopped; start it with `shed start demo`\n"
+    );
+    let (rc, stdout, stderr) = cli.run(&["-s", "fake", "sessions", "demo", "--json"]);
+    assert_eq!(rc, Some(0), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json, json!({"sessions": [], "errors": []}));
+    assert!(
+        stderr.contains("shed demo is stopped; start it with `shed -s fake start demo`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        0,
+        "a listing started the shed"
+    );
+
+    for (i, args) in [
+        &["sessions", "new", "demo", "agent"][..],
         &["sessions", "peek", "demo", "agent"],
         &["sessions", "send", "demo", "agent", "hi"],
         &["sessions", "kill", "demo", "agent"],
-    ] {
-        let (rc, _, stderr) = cli.run(args);
-        assert_eq!(rc, Some(1), "{args:?}: {stderr}");
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (rc, stdout, stderr) = cli.run(args);
+        assert_eq!(rc, Some(0), "{args:?}: {stdout}{stderr}");
         assert!(
-            stderr.contains("shed demo is stopped; start it with `shed start demo`"),
+            stderr.contains("shed demo is stopped; starting it"),
             "{args:?}: {stderr}"
         );
+        assert_eq!(starts.load(Ordering::SeqCst), i + 1, "{args:?}");
     }
 }
 
@@ -294,15 +338,29 @@ fn typos_get_a_did_you_mean() {
 
 #[test]
 fn a_shed_named_like_a_subcommand_can_be_listed_with_dash_dash_shed() {
-    let fake = Fake::start(|method, path| match (method, path) {
-        ("GET", "/api/sheds/new") => (200, shed("new", "running")),
-        ("GET", "/api/sheds/new/sessions") => (200, json!({"sessions": [session("new", "agent")]})),
-        _ => (404, error("NOT_FOUND", "no such endpoint")),
+    let fake = Fake::start(|method, path| {
+        let Some(rest) = path.strip_prefix("/api/sheds/") else {
+            return (404, error("NOT_FOUND", "no such endpoint"));
+        };
+        match (method, rest.split_once('/')) {
+            ("GET", None) => (200, shed(rest, "running")),
+            ("GET", Some((name, "sessions"))) => {
+                (200, json!({"sessions": [session(name, "agent")]}))
+            }
+            _ => (404, error("NOT_FOUND", "no such endpoint")),
+        }
     });
     let cli = Cli::for_fake(&fake);
-    let (rc, stdout, stderr) = cli.run(&["sessions", "--shed", "new"]);
-    assert_eq!(rc, Some(0), "{stderr}");
-    assert!(stdout.contains("agent"), "{stdout}");
+    for name in ["new", "peek", "send", "kill", "help"] {
+        let (rc, stdout, stderr) = cli.run(&["sessions", "--shed", name]);
+        assert_eq!(rc, Some(0), "{name}: {stderr}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().take(3).eq(["fake", name, "agent"])),
+            "{name}: {stdout}"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //!
 //! A block that cannot run here is marked in the README by the line
 //! `<!-- not run by tests/readme.rs: REASON -->` right before its fence;
-//! the test prints each one it skips, with the reason.
+//! the test prints each one it skips, with the reason. A command ending in
+//! the comment `# → TEXT` must print TEXT.
 
 mod common;
 
@@ -27,6 +28,14 @@ const SKIP_MARKER: &str = "<!-- not run by tests/readme.rs:";
 /// a host tmux pane, where the test types a command and then leaves (`C-b d`
 /// for `shed attach`, `exit` otherwise), as a person would.
 const TERMINAL_MARKER: &str = "<!-- run by tests/readme.rs in a terminal";
+
+/// The comment that says what a command prints.
+const EXPECT_MARKER: &str = "# → ";
+
+/// Longest wait for a command's promised output: it may be a look at
+/// something that happens in the background (a pane running a command typed
+/// into it), so the command is run again until the output shows.
+const EXPECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Longest one README command may take; the base image build, cached, is
 /// the slowest.
@@ -119,6 +128,14 @@ fn commands(body: &[&str]) -> Vec<String> {
         }
     }
     out
+}
+
+/// What `command` promises to print, from its `# → TEXT` comment.
+fn expected_output(command: &str) -> Option<&str> {
+    command
+        .split_once(EXPECT_MARKER)
+        .map(|(_, text)| text.trim())
+        .filter(|text| !text.is_empty())
 }
 
 /// A process holding a private network namespace with only loopback up.
@@ -381,6 +398,23 @@ fn every_readme_sh_block_is_run_or_says_why_not() {
             .any(|c| c.starts_with("shed create demo")),
         "{quick:#?}"
     );
+    // The issue's "done when": a detached session, a peek and a reattach,
+    // run as written, never skipped.
+    let agents: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.heading == "Long-running agents" && b.skip.is_none())
+        .collect();
+    let runs = |terminal: bool, prefix: &str| {
+        agents
+            .iter()
+            .filter(|b| b.terminal == terminal)
+            .flat_map(|b| &b.commands)
+            .any(|c| c.starts_with(prefix))
+    };
+    assert!(runs(false, "shed create myproj"), "{agents:#?}");
+    assert!(runs(false, "shed sessions new myproj"), "{agents:#?}");
+    assert!(runs(false, "shed sessions peek myproj"), "{agents:#?}");
+    assert!(runs(true, "shed attach myproj -S"), "{agents:#?}");
 }
 
 #[test]
@@ -395,7 +429,7 @@ fn blocks_are_parsed_with_their_markers_and_continuations() {
         ```sh\nshed attach x\n```\n\
         <!-- not run by tests/readme.rs: only the next fence -->\n\
         text in between\n\
-        ```sh\nshed c\n```\n";
+        ```sh\nshed c   # → it\n```\n";
     let blocks = sh_blocks(text);
     assert_eq!(blocks.len(), 4, "{blocks:#?}");
     assert_eq!(blocks[0].skip.as_deref(), Some("needs a remote host"));
@@ -410,6 +444,8 @@ fn blocks_are_parsed_with_their_markers_and_continuations() {
         !blocks[3].terminal && blocks[3].skip.is_none(),
         "{blocks:#?}"
     );
+    assert_eq!(expected_output(&blocks[3].commands[0]), Some("it"));
+    assert_eq!(expected_output(&blocks[1].commands[0]), None);
     assert_eq!(
         created_sheds(&blocks),
         BTreeSet::new(),
@@ -463,14 +499,24 @@ fn the_readme_walkthrough_runs_as_written() {
         }
         eprintln!("README line {} ({}): running", block.line, block.heading);
         for command in &block.commands {
-            let out = walk.run(command);
+            let mut out = walk.run(command);
+            let expected = expected_output(command);
+            let shows = |out: &Output| {
+                expected.is_none_or(|text| String::from_utf8_lossy(&out.stdout).contains(text))
+            };
+            if out.status.success() && !shows(&out) {
+                wait_until(EXPECT_TIMEOUT, || {
+                    out = walk.run(command);
+                    !out.status.success() || shows(&out)
+                });
+            }
             let (stdout, stderr) = texts(&out);
             // `curl -s` exits 0 on an HTTP error; its body says so.
             let api_error = command.starts_with("curl") && stdout.contains("\"error\":{");
             assert!(
-                out.status.success() && !api_error,
-                "README line {} ({}): `{command}` failed ({}):\nstdout:\n{stdout}\nstderr:\n\
-                 {stderr}\nserver log:\n{}",
+                out.status.success() && !api_error && shows(&out),
+                "README line {} ({}): `{command}` failed ({}, expected output {expected:?}):\n\
+                 stdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
                 block.line,
                 block.heading,
                 out.status,

@@ -276,6 +276,92 @@ async fn a_stopped_shed_is_started_by_login() {
 }
 
 #[tokio::test]
+async fn sessions_new_starts_a_stopped_shed_and_a_listing_does_not() {
+    let s = setup().await;
+    let stopped = |r: &common::http::Reply| r.json["status"] == "stopped";
+    let r = post_empty(&s.server.url("/api/sheds/demo/stop")).await;
+    assert!(stopped(&r), "{}", r.json);
+
+    // A look: says how to start it, starts nothing.
+    let out = s.cli.run(&["sessions", "demo"]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("shed demo is stopped; start it with `shed start demo`"),
+        "{stdout}"
+    );
+    assert!(stopped(&get(&s.server.url("/api/sheds/demo")).await));
+
+    // Work in it: started on demand, with a notice on stderr.
+    let out = s
+        .cli
+        .run(&["sessions", "new", "demo", "agent", "--", "sleep", "300"]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("shed demo is stopped; starting it"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.starts_with("Started session agent in shed demo"),
+        "{stdout}"
+    );
+    assert_eq!(
+        get(&s.server.url("/api/sheds/demo")).await.json["status"],
+        "running"
+    );
+    assert!(
+        tmux_sessions(&s.server.container("demo")).contains(&"agent".to_string()),
+        "{:?}",
+        tmux_sessions(&s.server.container("demo"))
+    );
+}
+
+#[tokio::test]
+async fn attach_to_a_missing_session_says_it_creates_it() {
+    let s = setup().await;
+    let host = HostTmux::new();
+    let env = [
+        (
+            "SHED_CONFIG",
+            s.cli.config_path().to_string_lossy().into_owned(),
+        ),
+        ("HOME", s.cli.dir.path().to_string_lossy().into_owned()),
+    ];
+    // stderr to a file: the attached tmux repaints the terminal over it.
+    let attach = |pane: &str| {
+        let err = s.cli.dir.path().join(format!("{pane}.err"));
+        let command = format!(
+            "{} attach demo -S fresh 2>'{}'",
+            env!("CARGO_BIN_EXE_shed"),
+            err.display()
+        );
+        host.start(pane, 100, 30, &env, &command);
+        host.wait_for(pane, "tmux's status line", |screen| {
+            screen.contains("[fresh]")
+        });
+        host.keys(pane, &["C-b", "d"]);
+        assert!(wait_until(Duration::from_secs(10), || host.pane_dead(pane)));
+        std::fs::read_to_string(err).unwrap()
+    };
+    let said = attach("one");
+    assert!(
+        said.contains("shed: no session \"fresh\" in shed demo; creating it"),
+        "{said}"
+    );
+    assert_eq!(tmux_sessions(&s.server.container("demo")), ["fresh"]);
+    // It exists now, once the server has seen it (it was made over ssh, and
+    // the control channel's model follows tmux within a second or so): a
+    // plain reattach, nothing to say.
+    let listed = wait_until(Duration::from_secs(10), || {
+        texts(&s.cli.run(&["sessions", "demo"])).0.contains("fresh")
+    });
+    assert!(listed, "the server never listed session fresh");
+    let said = attach("two");
+    assert!(!said.contains("creating it"), "{said}");
+}
+
+#[tokio::test]
 async fn the_host_key_is_stable_across_restarts_and_checked_by_the_cli() {
     let data = tempfile::tempdir().unwrap();
     let opts = ServerOpts {

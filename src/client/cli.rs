@@ -641,16 +641,21 @@ mod tests {
             }
         ));
         // A shed named like a subcommand is reachable with --shed.
-        let cli = Cli::try_parse_from(["shed", "sessions", "--shed", "new"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Command::Sessions {
-                action: None,
-                shed: None,
-                shed_flag: Some(ref s),
-                ..
-            } if s == "new"
-        ));
+        for name in ["new", "peek", "send", "kill", "help", "restore", "explain"] {
+            let cli = Cli::try_parse_from(["shed", "sessions", "--shed", name]).unwrap();
+            assert!(
+                matches!(
+                    cli.command,
+                    Command::Sessions {
+                        action: None,
+                        shed: None,
+                        shed_flag: Some(ref s),
+                        ..
+                    } if s == name
+                ),
+                "{name}"
+            );
+        }
         let cli = Cli::try_parse_from(["shed", "sessions", "kill", "myproj", "debug"]).unwrap();
         assert!(matches!(
             cli.command,

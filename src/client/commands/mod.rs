@@ -16,7 +16,7 @@ mod watch;
 use std::future::Future;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use futures_util::future::join_all;
 use serde::Serialize;
 use thiserror::Error;
@@ -44,6 +44,8 @@ pub enum Outcome {
     TimedOut,
     /// `wait`: the session went away first; exit 1.
     Gone,
+    /// `console`, `exec`, `attach`: ssh's own exit code, passed on.
+    Exit(u8),
 }
 
 impl Outcome {
@@ -55,6 +57,7 @@ impl Outcome {
             Outcome::NothingWaits | Outcome::Gone => 1,
             Outcome::NoAnswer => 2,
             Outcome::TimedOut => 124,
+            Outcome::Exit(code) => code,
         }
     }
 }
@@ -349,19 +352,33 @@ impl Ctx {
         }
     }
 
-    /// The server holding shed `name`, which must be running: a stopped shed
-    /// is refused with the exact command that starts it, rather than started
-    /// behind the user's back (only the SSH commands start one on demand).
-    async fn running_shed(&self, name: &str) -> anyhow::Result<(ApiClient, Shed)> {
+    /// The server holding shed `name`, started first if it is stopped, with
+    /// a notice on stderr: every command that works in a shed starts it on
+    /// demand, as an SSH login does. Only listing never starts one.
+    async fn started_shed(&self, name: &str) -> anyhow::Result<(ApiClient, Shed)> {
         let (client, shed) = self.find_shed(name).await?;
-        if shed.status == ShedStatus::Stopped {
-            let flag = match &self.server_flag {
-                Some(server) => format!(" -s {server}"),
-                None => String::new(),
-            };
-            bail!("shed {name} is stopped; start it with `shed{flag} start {name}`");
+        if shed.status != ShedStatus::Stopped {
+            return Ok((client, shed));
         }
-        Ok((client, shed))
+        // Said first, because the start is otherwise an unexplained wait.
+        eprintln!("shed {name} is stopped; starting it");
+        match client.start(name).await {
+            Ok(shed) => Ok((client, shed)),
+            // Someone else started it meanwhile: running is what we wanted.
+            Err(e) if e.code() == Some(ErrorCode::ShedAlreadyRunning) => {
+                let shed = client.get(name).await?;
+                Ok((client, shed))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The command that starts stopped shed `name`, with `-s` if it was given.
+    fn start_command(&self, name: &str) -> String {
+        match &self.server_flag {
+            Some(server) => format!("shed -s {server} start {name}"),
+            None => format!("shed start {name}"),
+        }
     }
 
     /// The `known_hosts` file shed keeps next to its config.

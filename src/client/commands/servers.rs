@@ -193,7 +193,10 @@ impl Ctx {
         let entry = self.config.servers.get(&name).expect("just added");
         match ssh::login_probe(entry, &known_hosts).await {
             LoginProbe::Accepted => {}
-            LoginProbe::KeyRefused => warn(&key_refused(entry)),
+            LoginProbe::KeyRefused => warn(&key_refused(
+                entry,
+                Some("so console, exec and attach will fail"),
+            )),
             LoginProbe::Failed(why) => warn(&format!(
                 "could not test a login to the SSH gateway at {}:{}: {}",
                 entry.host,
@@ -205,8 +208,10 @@ impl Ctx {
     }
 }
 
-/// What to do when the gateway refuses the laptop's key, as one line.
-fn key_refused(entry: &ServerEntry) -> String {
+/// What to do when the gateway refuses the laptop's key, as one line: which
+/// file on the server must list which key. `consequence` follows the
+/// refusal when the login was only a test.
+pub(super) fn key_refused(entry: &ServerEntry, consequence: Option<&str>) -> String {
     let key = match entry.identity_file.as_deref().and_then(ssh::public_key_of) {
         Some((public, fingerprint)) => format!("{} ({fingerprint})", public.display()),
         None => match &entry.identity_file {
@@ -216,8 +221,9 @@ fn key_refused(entry: &ServerEntry) -> String {
             }
         },
     };
+    let consequence = consequence.map(|c| format!(", {c}")).unwrap_or_default();
     format!(
-        "the SSH gateway at {}:{} refused your key (Permission denied), so console, exec and attach will fail: its authorized_keys must list {key}; on the server run `shed-server keys add KEY.pub` with that file",
+        "the SSH gateway at {}:{} refused your key (Permission denied){consequence}: its authorized_keys must list {key}; on the server run `shed-server keys add KEY.pub` with that file",
         entry.host, entry.ssh_port
     )
 }

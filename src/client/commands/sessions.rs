@@ -11,7 +11,7 @@ use super::{
     ServerFailure,
 };
 use crate::api::snapshot::RestorePolicy;
-use crate::api::{CreateSessionRequest, ErrorCode, SendInputRequest, SessionInfo};
+use crate::api::{CreateSessionRequest, ErrorCode, SendInputRequest, SessionInfo, ShedStatus};
 use crate::client::api_client::{ApiClient, ClientError};
 use crate::client::cli::SessionsCommand;
 use crate::client::output::{clean, one_line, relative_time, table, warn};
@@ -40,7 +40,20 @@ impl Ctx {
             if all {
                 bail!("give a SHED or --all, not both");
             }
-            let (client, _) = self.running_shed(shed).await?;
+            // A look never starts anything: a stopped shed has no sessions
+            // running, and saying how to start it is the useful answer.
+            let (client, found) = self.find_shed(shed).await?;
+            if found.status == ShedStatus::Stopped {
+                let start = self.start_command(shed);
+                if json {
+                    eprintln!("shed {shed} is stopped; start it with `{start}`");
+                    let out = serde_json::json!({"sessions": [], "errors": []});
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                } else {
+                    println!("No sessions: shed {shed} is stopped; start it with `{start}`");
+                }
+                return Ok(Outcome::Success);
+            }
             sessions = with_server(client.list_sessions(shed).await?, client.server());
         } else {
             let clients = if all {
@@ -108,7 +121,7 @@ impl Ctx {
         match action {
             SessionsCommand::Kill { shed, session } => {
                 check_session_name(&session)?;
-                let (client, _) = self.running_shed(&shed).await?;
+                let (client, _) = self.started_shed(&shed).await?;
                 client
                     .kill_session(&shed, &session)
                     .await
@@ -128,7 +141,7 @@ impl Ctx {
                 wait_for,
             } => {
                 check_session_name(&session)?;
-                let (client, _) = self.running_shed(&shed).await?;
+                let (client, _) = self.started_shed(&shed).await?;
                 let request = CreateSessionRequest {
                     name: session.clone(),
                     command: (!command.is_empty()).then(|| shell_words::join(&command)),
@@ -157,7 +170,7 @@ impl Ctx {
                 json,
             } => {
                 check_session_name(&session)?;
-                let (client, _) = self.running_shed(&shed).await?;
+                let (client, _) = self.started_shed(&shed).await?;
                 let explanation = match client.session_agent(&shed, &session).await {
                     Err(e) if e.code() == Some(ErrorCode::NotFound) => bail!(
                         "server {:?} cannot explain agent states (its shed-server predates them): {e}",
@@ -168,7 +181,7 @@ impl Ctx {
                 super::explain::print(&client, &explanation, json)?;
             }
             SessionsCommand::Restore { shed, dry_run } => {
-                let (client, _) = self.running_shed(&shed).await?;
+                let (client, _) = self.started_shed(&shed).await?;
                 let report = client.restore_snapshot(&shed, dry_run).await?;
                 for w in &report.warnings {
                     warn(&clean(w));
@@ -204,7 +217,7 @@ impl Ctx {
                 if lines == 0 {
                     bail!("-n must be at least 1");
                 }
-                let (client, _) = self.running_shed(&shed).await?;
+                let (client, _) = self.started_shed(&shed).await?;
                 if !follow {
                     let out = client
                         .session_output(&shed, &session, lines)
@@ -247,7 +260,7 @@ impl Ctx {
                 enter,
             } => {
                 check_session_name(&session)?;
-                let (client, _) = self.running_shed(&shed).await?;
+                let (client, _) = self.started_shed(&shed).await?;
                 client
                     .send_input(&shed, &session, &SendInputRequest { text, enter })
                     .await
@@ -267,7 +280,7 @@ impl Ctx {
     ) -> anyhow::Result<Outcome> {
         check_shed_name(shed)?;
         check_session_name(session)?;
-        let (client, _) = self.running_shed(shed).await?;
+        let (client, _) = self.started_shed(shed).await?;
         // A clear error before connecting; the script re-checks for races.
         client.get_session(shed, session).await?;
         let script = session_exec_script(session, &shell_words::join(command));

@@ -39,7 +39,7 @@ impl Ctx {
     ) -> anyhow::Result<Outcome> {
         check_shed_name(shed)?;
         check_session_name(session)?;
-        let (client, _) = self.running_shed(shed).await?;
+        let (client, _) = self.started_shed(shed).await?;
         wait_for(&client, shed, session, state, timeout).await
     }
 }
