@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 /// Longest any one CLI run may take here.
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// `shed wait` for `demo`/`agent` to be waiting.
+const WAIT_FOR_WAITING: [&str; 5] = ["wait", "demo", "agent", "--for", "waiting"];
+
 fn session(shed: &str, name: &str, state: &str, since: &str, reason: &str) -> Value {
     json!({
         "name": name, "shed": shed, "server": "fake",
@@ -112,8 +115,7 @@ fn inbox_lists_waiting_first_oldest_first_across_servers() {
     let (a, b) = two_servers();
     let cli = cli_with(&[("a", a.port), ("b", b.port)]);
     let out = cli.run(&["inbox"]);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (stdout, stderr) = exited(&out, 0);
     assert_no_controls("stdout", &stdout);
     assert_no_controls("stderr", &stderr);
     let order: Vec<usize> = ["older", "newer", "done", "resting"]
@@ -177,8 +179,7 @@ fn inbox_exit_codes_say_whether_anything_waits() {
     );
     let cli = cli_with(&[("idle", idle.port)]);
     let out = cli.run(&["inbox"]);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let (stdout, _) = exited(&out, 1);
     assert!(stdout.contains("Nothing waits for you"), "{stdout}");
     assert!(stdout.contains("shed attach web -S resting"), "{stdout}");
 
@@ -194,8 +195,7 @@ fn inbox_exit_codes_say_whether_anything_waits() {
     let cli = cli_with(&[("a", a.port)]);
     cli.add_unreachable_server("down");
     let out = cli.run(&["inbox"]);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (_, stderr) = exited(&out, 0);
     assert!(stderr.contains("\"down\""), "{stderr}");
 
     // No server answers at all: 2, not "nothing waits".
@@ -244,13 +244,32 @@ fn finish(mut child: Child) -> Output {
     out
 }
 
+/// Runs `args` in the background once `fake` serves events, and waits
+/// until it follows them.
+fn following(fake: &FakeApi, cli: &Cli, args: &[&str]) -> Child {
+    let child = spawn(cli, args);
+    assert!(wait_until(LIMIT, || fake.event_requests().len() == 1));
+    child
+}
+
+/// Asserts that `out` exited with `code`; returns its stdout and stderr.
+fn exited(out: &Output, code: i32) -> (String, String) {
+    let (stdout, stderr) = texts(out);
+    assert_eq!(out.status.code(), Some(code), "{stdout}{stderr}");
+    (stdout, stderr)
+}
+
+/// Publishes a `session.changed` of `shed`/`session` carrying `data`.
+fn changed(fake: &FakeApi, shed: &str, session: &str, data: Value) -> u64 {
+    fake.push_event("session.changed", shed, Some(session), data)
+}
+
 #[test]
 fn wait_returns_at_once_when_the_state_already_holds() {
     let fake = one_session("waiting");
     let cli = cli_with(&[("box", fake.port)]);
-    let out = cli.run(&["wait", "demo", "agent", "--for", "waiting"]);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let out = cli.run(&WAIT_FOR_WAITING);
+    let (stdout, _) = exited(&out, 0);
     assert_eq!(stdout, "demo/agent: waiting (reported)\n");
     assert!(fake.event_requests().is_empty());
 }
@@ -259,44 +278,17 @@ fn wait_returns_at_once_when_the_state_already_holds() {
 fn wait_follows_events_until_the_state_is_reached() {
     let fake = one_session("working");
     let cli = cli_with(&[("box", fake.port)]);
-    let child = spawn(&cli, &["wait", "demo", "agent", "--for", "waiting"]);
-    assert!(wait_until(LIMIT, || fake.event_requests().len() == 1));
+    let child = following(&fake, &cli, &WAIT_FOR_WAITING);
     // Other sessions, other sheds, other fields, other states: not it.
     let mut decoy = agent("waiting");
     decoy["reason"] = json!("decoy");
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("other"),
-        json!({"agent": decoy}),
-    );
-    fake.push_event(
-        "session.changed",
-        "else",
-        Some("agent"),
-        json!({"agent": decoy}),
-    );
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("agent"),
-        json!({"windows": 2}),
-    );
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("agent"),
-        json!({"agent": agent("idle")}),
-    );
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("agent"),
-        json!({"agent": agent("waiting")}),
-    );
+    changed(&fake, "demo", "other", json!({"agent": decoy}));
+    changed(&fake, "else", "agent", json!({"agent": decoy}));
+    changed(&fake, "demo", "agent", json!({"windows": 2}));
+    changed(&fake, "demo", "agent", json!({"agent": agent("idle")}));
+    changed(&fake, "demo", "agent", json!({"agent": agent("waiting")}));
     let out = finish(child);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (stdout, _) = exited(&out, 0);
     assert_eq!(stdout, "demo/agent: waiting (reported waiting)\n");
 }
 
@@ -304,24 +296,12 @@ fn wait_follows_events_until_the_state_is_reached() {
 fn wait_for_any_fires_on_the_first_real_change() {
     let fake = one_session("working");
     let cli = cli_with(&[("box", fake.port)]);
-    let child = spawn(&cli, &["wait", "demo", "agent", "--for", "any"]);
-    assert!(wait_until(LIMIT, || fake.event_requests().len() == 1));
+    let child = following(&fake, &cli, &["wait", "demo", "agent", "--for", "any"]);
     // Same state, new reason: not a change of state.
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("agent"),
-        json!({"agent": agent("working")}),
-    );
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("agent"),
-        json!({"agent": agent("idle")}),
-    );
+    changed(&fake, "demo", "agent", json!({"agent": agent("working")}));
+    changed(&fake, "demo", "agent", json!({"agent": agent("idle")}));
     let out = finish(child);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (stdout, _) = exited(&out, 0);
     assert_eq!(stdout, "demo/agent: idle (reported idle)\n");
 }
 
@@ -329,40 +309,20 @@ fn wait_for_any_fires_on_the_first_real_change() {
 fn wait_times_out_with_124() {
     let fake = one_session("working");
     let cli = cli_with(&[("box", fake.port)]);
-    let out = cli.run(&[
-        "wait",
-        "demo",
-        "agent",
-        "--for",
-        "waiting",
-        "--timeout",
-        "1s",
-    ]);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(124), "{stdout}{stderr}");
+    let wait = |timeout| cli.run(&[&WAIT_FOR_WAITING[..], &["--timeout", timeout]].concat());
+    let (_, stderr) = exited(&wait("1s"), 124);
     assert!(stderr.contains("timed out after 1s"), "{stderr}");
-    let out = cli.run(&[
-        "wait",
-        "demo",
-        "agent",
-        "--for",
-        "waiting",
-        "--timeout",
-        "soon",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(wait("soon").status.code(), Some(2));
 }
 
 #[test]
 fn wait_exits_1_when_the_session_is_gone() {
     let fake = one_session("working");
     let cli = cli_with(&[("box", fake.port)]);
-    let child = spawn(&cli, &["wait", "demo", "agent", "--for", "waiting"]);
-    assert!(wait_until(LIMIT, || fake.event_requests().len() == 1));
+    let child = following(&fake, &cli, &WAIT_FOR_WAITING);
     fake.push_event("session.closed", "demo", Some("agent"), json!({}));
     let out = finish(child);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let (_, stderr) = exited(&out, 1);
     assert!(stderr.contains("is gone: it was closed"), "{stderr}");
 
     // Already gone at the start.
@@ -371,9 +331,8 @@ fn wait_exits_1_when_the_session_is_gone() {
         404,
         json!({"error": {"code": "SESSION_NOT_FOUND", "message": "no session agent"}}),
     );
-    let out = cli.run(&["wait", "demo", "agent", "--for", "waiting"]);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let out = cli.run(&WAIT_FOR_WAITING);
+    let (_, stderr) = exited(&out, 1);
     assert!(stderr.contains("is gone: no such session"), "{stderr}");
 }
 
@@ -381,27 +340,15 @@ fn wait_exits_1_when_the_session_is_gone() {
 fn wait_resumes_a_dropped_stream_with_last_event_id() {
     let fake = one_session("working");
     let cli = cli_with(&[("box", fake.port)]);
-    let child = spawn(&cli, &["wait", "demo", "agent", "--for", "waiting"]);
-    assert!(wait_until(LIMIT, || fake.event_requests().len() == 1));
-    let first = fake.push_event(
-        "session.changed",
-        "demo",
-        Some("agent"),
-        json!({"windows": 2}),
-    );
+    let child = following(&fake, &cli, &WAIT_FOR_WAITING);
+    let first = changed(&fake, "demo", "agent", json!({"windows": 2}));
     fake.drop_streams();
     assert!(wait_until(LIMIT, || fake.event_requests().len() == 2));
     // Published after the client came back: only a resumed stream has it,
     // since the session itself still reads `working`.
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("agent"),
-        json!({"agent": agent("waiting")}),
-    );
+    changed(&fake, "demo", "agent", json!({"agent": agent("waiting")}));
     let out = finish(child);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    exited(&out, 0);
     let requests = fake.event_requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert!(
@@ -417,8 +364,7 @@ fn wait_resumes_a_dropped_stream_with_last_event_id() {
 fn wait_rereads_the_session_on_resync() {
     let fake = one_session("working");
     let cli = cli_with(&[("box", fake.port)]);
-    let child = spawn(&cli, &["wait", "demo", "agent", "--for", "exited"]);
-    assert!(wait_until(LIMIT, || fake.event_requests().len() == 1));
+    let child = following(&fake, &cli, &["wait", "demo", "agent", "--for", "exited"]);
     set_state(&fake, "exited");
     fake.push_event("resync", "", None, json!({}));
     let out = finish(child);
@@ -472,8 +418,7 @@ fn explain_prints_source_rule_line_and_times() {
                "rules_version": "1"}),
     );
     let out = cli.run(&["sessions", "explain", "demo", "agent"]);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let (_, stderr) = exited(&out, 1);
     assert!(stderr.contains("answered about"), "{stderr}");
 
     // A server from before agent states.
@@ -483,8 +428,7 @@ fn explain_prints_source_rule_line_and_times() {
         json!({"error": {"code": "NOT_FOUND", "message": "no route"}}),
     );
     let out = cli.run(&["sessions", "explain", "demo", "agent"]);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let (_, stderr) = exited(&out, 1);
     assert!(stderr.contains("cannot explain agent states"), "{stderr}");
 }
 
@@ -543,36 +487,16 @@ fn watch_notify_fires_once_per_change_to_waiting_or_exited() {
     assert!(wait_until(LIMIT, || lists() == 1));
     // one: waiting -> working -> waiting (news); two: working -> exited (news).
     fake.route("GET /api/sessions", 200, list("working", "working"));
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("one"),
-        json!({"agent": agent("working")}),
-    );
+    changed(&fake, "demo", "one", json!({"agent": agent("working")}));
     assert!(wait_until(LIMIT, || lists() == 2));
     fake.route("GET /api/sessions", 200, list("waiting", "working"));
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("one"),
-        json!({"agent": agent("waiting")}),
-    );
+    changed(&fake, "demo", "one", json!({"agent": agent("waiting")}));
     assert!(wait_until(LIMIT, || calls().len() == 1), "{:?}", calls());
     // Still waiting: a change of something else is no news.
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("one"),
-        json!({"windows": 3}),
-    );
+    changed(&fake, "demo", "one", json!({"windows": 3}));
     assert!(wait_until(LIMIT, || lists() == 4));
     fake.route("GET /api/sessions", 200, list("waiting", "exited"));
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("two"),
-        json!({"agent": agent("exited")}),
-    );
+    changed(&fake, "demo", "two", json!({"agent": agent("exited")}));
     assert!(wait_until(LIMIT, || calls().len() == 2), "{:?}", calls());
     // SIGINT ends the watch cleanly.
     unsafe {
@@ -634,15 +558,9 @@ fn sessions_new_wait_for_waits_after_starting() {
         ],
     );
     assert!(wait_until(LIMIT, || fake.event_requests().len() == 1));
-    fake.push_event(
-        "session.changed",
-        "demo",
-        Some("agent"),
-        json!({"agent": agent("waiting")}),
-    );
+    changed(&fake, "demo", "agent", json!({"agent": agent("waiting")}));
     let out = finish(child);
-    let (stdout, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (stdout, _) = exited(&out, 0);
     assert!(stdout.starts_with("Started session agent"), "{stdout}");
     assert!(
         stdout.ends_with("demo/agent: waiting (reported waiting)\n"),

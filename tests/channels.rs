@@ -53,6 +53,19 @@ async fn wait_for_channel(server: &TestServer, shed: &str, expected: &[&str]) {
     assert!(up, "no control channel for {shed}: sources {last:?}");
 }
 
+/// Every tmux session in `container`, one a line, shed's hidden one too
+/// (which `tmux_sessions` leaves out).
+fn all_tmux_sessions(container: &str) -> String {
+    docker(&[
+        "exec",
+        container,
+        "tmux",
+        "list-sessions",
+        "-F",
+        "#{session_name}",
+    ])
+}
+
 /// The pids of control clients in `container`: processes started by
 /// `docker exec` (parent pid 0) whose command line starts with `tmux -C`. A
 /// tmux server a control client started has the same command line, but
@@ -250,14 +263,7 @@ async fn the_hidden_session_is_never_listed_counted_or_reachable() {
     make_session(&server, "h", "a").await;
     wait_for_channel(&server, "h", &["a"]).await;
     let container = server.container("h");
-    let raw = docker(&[
-        "exec",
-        &container,
-        "tmux",
-        "list-sessions",
-        "-F",
-        "#{session_name}",
-    ]);
+    let raw = all_tmux_sessions(&container);
     assert!(
         raw.lines().any(|l| l == "_shed"),
         "no hidden session: {raw}"
@@ -292,14 +298,7 @@ async fn the_hidden_session_is_never_listed_counted_or_reachable() {
     ] {
         assert!(refused(&r), "{} {}", r.status, r.json);
     }
-    let raw = docker(&[
-        "exec",
-        &container,
-        "tmux",
-        "list-sessions",
-        "-F",
-        "#{session_name}",
-    ]);
+    let raw = all_tmux_sessions(&container);
     assert!(
         raw.lines().any(|l| l == "_shed"),
         "the hidden session was touched: {raw}"

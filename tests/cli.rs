@@ -211,17 +211,7 @@ fn token_servers_need_the_token() {
     assert_eq!(out.status.code(), Some(1));
     assert!(texts(&out).1.contains("--token"), "{:?}", texts(&out));
     let fingerprint = host_key_fingerprint(&server);
-    cli.ok(&[
-        "server",
-        "add",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--token",
-        "cli-token-123456",
-        "--fingerprint",
-        &fingerprint,
-    ]);
+    cli.add_local_ok(server.port, &fingerprint, &["--token", "cli-token-123456"]);
     cli.ok(&["create", "tok"]);
     assert!(cli.ok(&["list"]).contains("tok"));
 }

@@ -55,6 +55,25 @@ fn fast(mut config: NotifyConfig) -> NotifyConfig {
     config
 }
 
+/// A command target running `script` by `/bin/sh -c`, with `out` as its
+/// `$1`, sending at once. argv, no shell of ours: the script is just a
+/// program with arguments.
+fn command_target(script: &str, out: &std::path::Path) -> NotifyConfig {
+    let mut config = fast(NotifyConfig::webhook("http://unused.invalid/", SECRET));
+    config.kind = NotifyKind::Command;
+    config.url = None;
+    config.secret = None;
+    config.min_hold_secs = 0;
+    config.command = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        script.into(),
+        "notify-test".into(),
+        out.display().to_string(),
+    ];
+    config
+}
+
 /// Waits until the receiver has `n` requests that answered 200.
 async fn delivered(receiver: &Receiver, n: usize) -> Vec<common::receiver::Received> {
     let (ok, got) = eventually(WAIT, || async {
@@ -178,19 +197,10 @@ async fn a_command_gets_the_json_on_stdin_and_shed_variables() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("payload.json");
     let bus = Arc::new(EventBus::new(256));
-    let mut config = fast(NotifyConfig::webhook("http://unused.invalid/", SECRET));
-    config.kind = NotifyKind::Command;
-    config.url = None;
-    config.secret = None;
-    config.min_hold_secs = 0;
-    // argv, no shell of ours: the script is just a program with arguments.
-    config.command = vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        "cat > \"$1.tmp\" && printf '%s %s %s' \"$SHED_SHED\" \"$SHED_SESSION\" \"$SHED_AGENT_STATE\" > \"$1.env\" && mv \"$1.tmp\" \"$1\"".into(),
-        "notify-test".into(),
-        out.display().to_string(),
-    ];
+    let config = command_target(
+        "cat > \"$1.tmp\" && printf '%s %s %s' \"$SHED_SHED\" \"$SHED_SESSION\" \"$SHED_AGENT_STATE\" > \"$1.env\" && mv \"$1.tmp\" \"$1\"",
+        &out,
+    );
     let _task = notify::spawn(&[config], "srv", bus.clone()).unwrap();
     set_state(&bus, "a", AgentState::Exited);
     let (ok, _) = eventually(WAIT, || async { (out.exists(), ()) }).await;
@@ -249,23 +259,14 @@ async fn a_command_that_hangs_is_killed_at_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("done");
     let bus = Arc::new(EventBus::new(256));
-    let mut config = fast(NotifyConfig::webhook("http://unused.invalid/", SECRET));
-    config.kind = NotifyKind::Command;
-    config.url = None;
-    config.secret = None;
-    config.min_hold_secs = 0;
-    config.timeout_secs = 1;
-    config.retries = 0;
-    config.command = vec![
-        "/bin/sh".into(),
-        "-c".into(),
+    let mut config = command_target(
         // The slow one's sleep is a grandchild: the kill must reach it too.
         "if [ \"$SHED_SESSION\" = slow ]; then sleep 600 & echo $! > \"$1.pid\"; wait; fi; \
-         echo \"$SHED_SESSION\" > \"$1\""
-            .into(),
-        "notify-test".into(),
-        out.display().to_string(),
-    ];
+         echo \"$SHED_SESSION\" > \"$1\"",
+        &out,
+    );
+    config.timeout_secs = 1;
+    config.retries = 0;
     let _task = notify::spawn(&[config], "srv", bus.clone()).unwrap();
     set_state(&bus, "slow", AgentState::Waiting);
     set_state(&bus, "quick", AgentState::Waiting);

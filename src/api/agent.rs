@@ -4,178 +4,74 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Which agent (or plain shell) runs in a pane.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Default,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentKind {
-    /// Anthropic's Claude Code.
-    Claude,
-    /// OpenAI's Codex CLI.
-    Codex,
-    /// OpenCode.
-    Opencode,
-    /// Aider.
-    Aider,
-    /// Google's Gemini CLI.
-    Gemini,
-    /// An interactive shell with nothing else in the foreground.
-    Shell,
-    /// Any other program (also what an unknown string from a newer server reads as).
-    #[default]
-    #[serde(other)]
-    Other,
+wire_enum! {
+    /// Which agent (or plain shell) runs in a pane.
+    #[derive(Default)]
+    pub enum AgentKind {
+        /// Anthropic's Claude Code.
+        Claude = "claude",
+        /// OpenAI's Codex CLI.
+        Codex = "codex",
+        /// OpenCode.
+        Opencode = "opencode",
+        /// Aider.
+        Aider = "aider",
+        /// Google's Gemini CLI.
+        Gemini = "gemini",
+        /// An interactive shell with nothing else in the foreground.
+        Shell = "shell",
+        /// Any other program (also what an unknown string from a newer server reads as).
+        #[default]
+        #[serde(other)]
+        Other = "other",
+    }
 }
 
 impl AgentKind {
-    /// Every kind, in a fixed order.
-    pub const ALL: [AgentKind; 7] = [
-        AgentKind::Claude,
-        AgentKind::Codex,
-        AgentKind::Opencode,
-        AgentKind::Aider,
-        AgentKind::Gemini,
-        AgentKind::Shell,
-        AgentKind::Other,
-    ];
-
-    /// The wire name, e.g. `claude`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentKind::Claude => "claude",
-            AgentKind::Codex => "codex",
-            AgentKind::Opencode => "opencode",
-            AgentKind::Aider => "aider",
-            AgentKind::Gemini => "gemini",
-            AgentKind::Shell => "shell",
-            AgentKind::Other => "other",
-        }
-    }
-
-    /// The kind with this wire name.
-    pub fn parse(s: &str) -> Option<AgentKind> {
-        AgentKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// Whether this is a coding agent rather than a shell or another program.
     pub fn is_agent(self) -> bool {
         !matches!(self, AgentKind::Shell | AgentKind::Other)
     }
 }
 
-impl std::fmt::Display for AgentKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+wire_enum! {
+    /// What an agent is doing, from its user's point of view.
+    #[derive(Default)]
+    pub enum AgentState {
+        /// Busy: nothing to do for its user.
+        Working = "working",
+        /// Needs its user: a permission prompt, a question, a bell.
+        Waiting = "waiting",
+        /// Done with its turn, or a quiet shell.
+        Idle = "idle",
+        /// Its program ended (see `exit_code`).
+        Exited = "exited",
+        /// Nothing decided yet.
+        #[default]
+        #[serde(other)]
+        Unknown = "unknown",
     }
 }
 
-/// What an agent is doing, from its user's point of view.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Default,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentState {
-    /// Busy: nothing to do for its user.
-    Working,
-    /// Needs its user: a permission prompt, a question, a bell.
-    Waiting,
-    /// Done with its turn, or a quiet shell.
-    Idle,
-    /// Its program ended (see `exit_code`).
-    Exited,
-    /// Nothing decided yet.
-    #[default]
-    #[serde(other)]
-    Unknown,
-}
-
-impl AgentState {
-    /// Every state, in a fixed order.
-    pub const ALL: [AgentState; 5] = [
-        AgentState::Working,
-        AgentState::Waiting,
-        AgentState::Idle,
-        AgentState::Exited,
-        AgentState::Unknown,
-    ];
-
-    /// The wire name, e.g. `waiting`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentState::Working => "working",
-            AgentState::Waiting => "waiting",
-            AgentState::Idle => "idle",
-            AgentState::Exited => "exited",
-            AgentState::Unknown => "unknown",
-        }
+wire_enum! {
+    /// Which source decided a state, strongest first.
+    #[derive(Default)]
+    pub enum AgentSource {
+        /// The agent said so itself: the pane option `@shed_state`, set by a hook.
+        Reported = "reported",
+        /// The pane's program ended.
+        Exit = "exit",
+        /// A screen rule matched the visible screen.
+        Screen = "screen",
+        /// The pane rang its bell.
+        Bell = "bell",
+        /// Output activity: working while the screen changes, idle when quiet.
+        Activity = "activity",
+        /// Nothing has decided yet (no channel, or no observation).
+        #[default]
+        #[serde(other)]
+        None = "none",
     }
-
-    /// The state with this wire name.
-    pub fn parse(s: &str) -> Option<AgentState> {
-        AgentState::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for AgentState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which source decided a state, strongest first.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Default,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentSource {
-    /// The agent said so itself: the pane option `@shed_state`, set by a hook.
-    Reported,
-    /// The pane's program ended.
-    Exit,
-    /// A screen rule matched the visible screen.
-    Screen,
-    /// The pane rang its bell.
-    Bell,
-    /// Output activity: working while the screen changes, idle when quiet.
-    Activity,
-    /// Nothing has decided yet (no channel, or no observation).
-    #[default]
-    #[serde(other)]
-    None,
 }
 
 /// A session's agent, decided per pane and summarised per session.
@@ -264,4 +160,34 @@ pub struct AgentExplanation {
     pub panes: Vec<PaneAgent>,
     /// The version of the screen rules in use.
     pub rules_version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words `as_str` gives are serde's, and unknown words from a newer
+    /// server read as the fallback.
+    #[test]
+    fn wire_words_round_trip() {
+        fn check<T>(all: &[T], as_str: fn(T) -> &'static str, fallback: T)
+        where
+            T: Copy + PartialEq + std::fmt::Debug + Serialize + serde::de::DeserializeOwned,
+        {
+            for &value in all {
+                let wire = serde_json::to_value(value).unwrap();
+                assert_eq!(wire, as_str(value));
+                assert_eq!(serde_json::from_value::<T>(wire).unwrap(), value);
+            }
+            let newer: T = serde_json::from_value(serde_json::json!("from-the-future")).unwrap();
+            assert_eq!(newer, fallback);
+        }
+        check(&AgentKind::ALL, AgentKind::as_str, AgentKind::Other);
+        check(&AgentState::ALL, AgentState::as_str, AgentState::Unknown);
+        check(&AgentSource::ALL, AgentSource::as_str, AgentSource::None);
+        assert_eq!(AgentKind::parse("codex"), Some(AgentKind::Codex));
+        assert_eq!(AgentState::parse("Waiting"), None);
+        assert_eq!(AgentSource::default(), AgentSource::None);
+        assert_eq!(AgentKind::ALL.len(), 7);
+    }
 }

@@ -3,41 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 
-/// An agent shed can install state-reporting hooks for.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum HookAgent {
-    /// Claude Code: managed settings with hooks.
-    Claude,
-    /// OpenAI Codex CLI: system `hooks.json` and the feature flag.
-    Codex,
-    /// Gemini CLI: system defaults with hooks.
-    Gemini,
-}
-
-impl HookAgent {
-    /// Every agent with hooks, in the order they are installed.
-    pub const ALL: [HookAgent; 3] = [HookAgent::Claude, HookAgent::Codex, HookAgent::Gemini];
-
-    /// The lowercase name used on the wire and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HookAgent::Claude => "claude",
-            HookAgent::Codex => "codex",
-            HookAgent::Gemini => "gemini",
-        }
+wire_enum! {
+    /// An agent shed can install state-reporting hooks for; `ALL` is the
+    /// order they are installed in, the words are the wire's and the
+    /// command line's.
+    pub enum HookAgent {
+        /// Claude Code: managed settings with hooks.
+        Claude = "claude",
+        /// OpenAI Codex CLI: system `hooks.json` and the feature flag.
+        Codex = "codex",
+        /// Gemini CLI: system defaults with hooks.
+        Gemini = "gemini",
     }
 }
 
@@ -52,22 +28,16 @@ impl From<HookAgent> for crate::api::agent::AgentKind {
     }
 }
 
-impl std::fmt::Display for HookAgent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A name that is not one of [`HookAgent::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no hooks for agent {0:?}; shed has hooks for claude, codex and gemini")]
+pub struct UnknownHookAgent(pub String);
 
 impl std::str::FromStr for HookAgent {
-    type Err = String;
+    type Err = UnknownHookAgent;
 
-    fn from_str(s: &str) -> Result<HookAgent, String> {
-        HookAgent::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| {
-                format!("no hooks for agent {s:?}; shed has hooks for claude, codex and gemini")
-            })
+    fn from_str(s: &str) -> Result<HookAgent, UnknownHookAgent> {
+        HookAgent::parse(s).ok_or_else(|| UnknownHookAgent(s.to_string()))
     }
 }
 
@@ -159,7 +129,10 @@ mod tests {
             let kind: AgentKind = serde_json::from_value(wire).unwrap();
             assert_eq!(kind, AgentKind::from(agent));
         }
-        let err = "opencode".parse::<HookAgent>().unwrap_err();
-        assert!(err.contains("claude, codex and gemini"), "{err}");
+        let err = "opencode".parse::<HookAgent>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no hooks for agent \"opencode\"; shed has hooks for claude, codex and gemini"
+        );
     }
 }

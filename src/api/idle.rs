@@ -4,12 +4,28 @@
 //! `1d`); `0` or `off` turns auto-stop off. On the wire it is seconds.
 
 use serde::{Deserialize, Deserializer};
+use thiserror::Error;
 
 /// Longest `idle_stop_after` accepted: past a month, "never" is the honest value.
 pub const MAX_IDLE_STOP_AFTER_SECS: u64 = 30 * 24 * 3600;
 
+/// Why an `idle_stop_after` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IdleStopAfterError {
+    /// The text is not a duration in the accepted syntax.
+    #[error(
+        "idle_stop_after {0:?} is not a duration: use seconds, or numbers with s, m, h or d (\"30m\", \"1h30m\"), or \"off\""
+    )]
+    NotADuration(String),
+    /// Longer than [`MAX_IDLE_STOP_AFTER_SECS`]; the seconds given.
+    #[error(
+        "idle_stop_after {0}s is longer than the most allowed, {MAX_IDLE_STOP_AFTER_SECS}s (30d); use 0 or \"off\" to turn it off"
+    )]
+    TooLong(u64),
+}
+
 /// Seconds in `text` (see the module doc); 0 means off.
-pub fn parse_idle_stop_after(text: &str) -> Result<u64, String> {
+pub fn parse_idle_stop_after(text: &str) -> Result<u64, IdleStopAfterError> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("off") {
         return Ok(0);
@@ -44,19 +60,15 @@ pub fn parse_idle_stop_after(text: &str) -> Result<u64, String> {
 }
 
 /// `secs` if it is within [`MAX_IDLE_STOP_AFTER_SECS`].
-pub fn check_idle_stop_after(secs: u64) -> Result<u64, String> {
+pub fn check_idle_stop_after(secs: u64) -> Result<u64, IdleStopAfterError> {
     if secs > MAX_IDLE_STOP_AFTER_SECS {
-        return Err(format!(
-            "idle_stop_after {secs}s is longer than the most allowed, {MAX_IDLE_STOP_AFTER_SECS}s (30d); use 0 or \"off\" to turn it off"
-        ));
+        return Err(IdleStopAfterError::TooLong(secs));
     }
     Ok(secs)
 }
 
-fn bad(text: &str) -> String {
-    format!(
-        "idle_stop_after {text:?} is not a duration: use seconds, or numbers with s, m, h or d (\"30m\", \"1h30m\"), or \"off\""
-    )
+fn bad(text: &str) -> IdleStopAfterError {
+    IdleStopAfterError::NotADuration(text.to_string())
 }
 
 /// Deserializes an `idle_stop_after` given as an integer of seconds or as a
@@ -107,5 +119,14 @@ mod tests {
         ] {
             assert!(parse_idle_stop_after(bad).is_err(), "{bad:?}");
         }
+        // The messages users see, word for word.
+        assert_eq!(
+            parse_idle_stop_after("3w").unwrap_err().to_string(),
+            "idle_stop_after \"3w\" is not a duration: use seconds, or numbers with s, m, h or d (\"30m\", \"1h30m\"), or \"off\""
+        );
+        assert_eq!(
+            parse_idle_stop_after("31d").unwrap_err().to_string(),
+            "idle_stop_after 2678400s is longer than the most allowed, 2592000s (30d); use 0 or \"off\" to turn it off"
+        );
     }
 }

@@ -4,6 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+#[macro_use]
+mod wire_enum;
+
 pub mod agent;
 pub mod events;
 pub mod fingerprint;

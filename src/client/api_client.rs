@@ -255,21 +255,7 @@ impl ApiClient {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<Option<T>, ClientError> {
-        let (server, addr) = (self.name.clone(), self.base.clone());
-        match self.refuse {
-            Some(Refusal::PlainHttpToken) => {
-                return Err(ClientError::PlainHttpToken { server, addr })
-            }
-            Some(Refusal::NotPinned) => return Err(ClientError::NotPinned { server, addr }),
-            None => {}
-        }
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .timeout(timeout);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = self.request(method, path)?.timeout(timeout);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -290,37 +276,55 @@ impl ApiClient {
         };
         let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let protocol = |detail: String| ClientError::Protocol {
-            server: self.name.clone(),
-            addr: self.base.clone(),
-            detail: clean(&detail),
-        };
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(protocol(format!(
+                return Err(self.lie(format!(
                     "HTTP {status} with a body over {MAX_RESPONSE_BYTES} bytes"
                 )));
             }
             bytes.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => ClientError::Api {
-                    server: self.name.clone(),
-                    status: status.as_u16(),
-                    code: body.error.code,
-                    message: clean(&body.error.message),
-                },
-                Err(_) => protocol(format!("HTTP {status} without an error body")),
-            });
+            return Err(self.error_answer(status, &bytes));
         }
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
         }
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| protocol(format!("HTTP {status} with an unreadable body: {e}")))
+            .map_err(|e| self.lie(format!("HTTP {status} with an unreadable body: {e}")))
+    }
+
+    /// A request to `path` carrying the token, unless the entry's
+    /// configuration forbids every request (see [`Refusal`]).
+    fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, ClientError> {
+        if let Some(refusal) = self.refuse {
+            let (server, addr) = (self.name.clone(), self.base.clone());
+            return Err(match refusal {
+                Refusal::PlainHttpToken => ClientError::PlainHttpToken { server, addr },
+                Refusal::NotPinned => ClientError::NotPinned { server, addr },
+            });
+        }
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        Ok(match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        })
+    }
+
+    /// The error a non-2xx answer with `body` stands for: the server's own
+    /// error body, or a protocol error when it sent none.
+    fn error_answer(&self, status: StatusCode, body: &[u8]) -> ClientError {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(body) => ClientError::Api {
+                server: self.name.clone(),
+                status: status.as_u16(),
+                code: body.error.code,
+                message: clean(&body.error.message),
+            },
+            Err(_) => self.lie(format!("HTTP {status} without an error body")),
+        }
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -391,23 +395,13 @@ impl ApiClient {
 
     /// `GET /api/events`, resuming after `last_event_id`: the open stream.
     pub async fn events(&self, last_event_id: Option<u64>) -> Result<EventStream, ClientError> {
-        let (server, addr) = (self.name.clone(), self.base.clone());
-        match self.refuse {
-            Some(Refusal::PlainHttpToken) => {
-                return Err(ClientError::PlainHttpToken { server, addr })
-            }
-            Some(Refusal::NotPinned) => return Err(ClientError::NotPinned { server, addr }),
-            None => {}
-        }
         // No overall timeout: the stream is meant to stay open; the server's
         // keep-alive comments and the caller's read deadline catch a dead one.
-        let mut request = self.http.get(format!("{}/api/events", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = self.request(Method::GET, "/api/events")?;
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }
+        let (server, addr) = (self.name.clone(), self.base.clone());
         let response = request.send().await.map_err(|e| ClientError::Unreachable {
             server: server.clone(),
             addr: addr.clone(),
@@ -423,15 +417,7 @@ impl ApiClient {
                 }
                 body.extend_from_slice(&chunk);
             }
-            return Err(match serde_json::from_slice::<ErrorBody>(&body) {
-                Ok(body) => ClientError::Api {
-                    server,
-                    status: status.as_u16(),
-                    code: body.error.code,
-                    message: clean(&body.error.message),
-                },
-                Err(_) => self.lie(format!("HTTP {status} without an error body")),
-            });
+            return Err(self.error_answer(status, &body));
         }
         Ok(EventStream {
             response,

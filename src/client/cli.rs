@@ -359,7 +359,9 @@ See docs/hooks.md for what is written where.")]
     },
 }
 
-fn parse_hook_agent(text: &str) -> Result<crate::api::hooks::HookAgent, String> {
+fn parse_hook_agent(
+    text: &str,
+) -> Result<crate::api::hooks::HookAgent, crate::api::hooks::UnknownHookAgent> {
     text.parse()
 }
 
@@ -381,9 +383,14 @@ pub enum WaitFor {
 /// Longest duration accepted, so arithmetic on deadlines cannot overflow.
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
+/// A duration `shed` cannot read (see [`parse_duration`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: use e.g. 30s, 5m, 1h30m or plain seconds")]
+pub struct InvalidDuration(pub String);
+
 /// Parses `30s`, `5m`, `1h30m`, `500ms`, `2d` or plain seconds (`90`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}: use e.g. 30s, 5m, 1h30m or plain seconds");
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
+    let bad = || InvalidDuration(text.to_string());
     let text = text.trim();
     if text.is_empty() {
         return Err(bad());
@@ -529,6 +536,10 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            parse_duration("5x").unwrap_err().to_string(),
+            "invalid duration \"5x\": use e.g. 30s, 5m, 1h30m or plain seconds"
+        );
     }
 
     #[test]

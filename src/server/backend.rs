@@ -150,6 +150,21 @@ impl BackendError {
     }
 }
 
+/// The session named exactly `session` among shed `shed`'s `sessions`.
+pub fn find_session(
+    sessions: Vec<SessionInfo>,
+    shed: &str,
+    session: &str,
+) -> Result<SessionInfo, BackendError> {
+    sessions
+        .into_iter()
+        .find(|s| s.name == session)
+        .ok_or_else(|| BackendError::SessionNotFound {
+            shed: shed.into(),
+            session: session.into(),
+        })
+}
+
 /// What a command run to completion in a shed left behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommandOutput {
@@ -227,15 +242,7 @@ pub trait ShedBackend: Send + Sync + 'static {
         shed: &str,
         session: &str,
     ) -> Result<crate::api::agent::AgentExplanation, BackendError> {
-        let info = self
-            .list_sessions(shed)
-            .await?
-            .into_iter()
-            .find(|s| s.name == session)
-            .ok_or_else(|| BackendError::SessionNotFound {
-                shed: shed.into(),
-                session: session.into(),
-            })?;
+        let info = find_session(self.list_sessions(shed).await?, shed, session)?;
         Ok(crate::api::agent::AgentExplanation {
             shed: shed.into(),
             session: session.into(),

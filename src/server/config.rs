@@ -371,7 +371,7 @@ impl ServerConfig {
             }
         }
         if let Some(env_file) = &self.env_file {
-            parse_env_file(env_file).map_err(|message| invalid("env_file", message))?;
+            parse_env_file(env_file).map_err(|e| invalid("env_file", e.to_string()))?;
         }
         if let Some(host) = &self.docker_host {
             if !["unix://", "tcp://", "http://"]
@@ -397,7 +397,7 @@ impl ServerConfig {
         }
         self.rules().map_err(|e| invalid("screen_rules", e.0))?;
         crate::server::notify::config::check_all(&self.notify)
-            .map_err(|message| invalid("notify", message))?;
+            .map_err(|e| invalid("notify", e.to_string()))?;
         Ok(())
     }
 
@@ -471,7 +471,7 @@ impl ServerConfig {
     }
 
     /// The environment injected into new sheds, from `env_file`.
-    pub fn shed_env(&self) -> Result<Vec<String>, String> {
+    pub fn shed_env(&self) -> Result<Vec<String>, EnvFileError> {
         match &self.env_file {
             Some(path) => parse_env_file(path),
             None => Ok(Vec::new()),
@@ -479,10 +479,33 @@ impl ServerConfig {
     }
 }
 
+/// Why `env_file` cannot give the sheds' environment.
+#[derive(Debug, Error)]
+pub enum EnvFileError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line that is not `KEY=VALUE`.
+    #[error("{path} line {line}: expected KEY=VALUE")]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// The line's number, from 1.
+        line: usize,
+    },
+}
+
 /// Reads `KEY=VALUE` lines; blank lines and `#` comments are skipped.
-fn parse_env_file(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn parse_env_file(path: &Path) -> Result<Vec<String>, EnvFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EnvFileError::Read {
+        path: path.into(),
+        source,
+    })?;
     let mut vars = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -499,11 +522,10 @@ fn parse_env_file(path: &Path) -> Result<Vec<String>, String> {
                 vars.push(line.to_string())
             }
             _ => {
-                return Err(format!(
-                    "{} line {}: expected KEY=VALUE",
-                    path.display(),
-                    i + 1
-                ))
+                return Err(EnvFileError::BadLine {
+                    path: path.into(),
+                    line: i + 1,
+                })
             }
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 
 use crate::api::{AllSessions, SessionInfo, SessionSource, ShedStatus, ShedWarning};
-use crate::server::backend::{BackendError, NewSession, ShedBackend};
+use crate::server::backend::{find_session, BackendError, NewSession, ShedBackend};
 use crate::server::coalesce::SingleFlight;
 
 /// How many sheds `/api/sessions` queries at once.
@@ -117,14 +117,7 @@ impl Sessions {
 
     /// One session by exact name.
     pub async fn get(&self, shed: &str, session: &str) -> Result<SessionInfo, BackendError> {
-        self.list(shed)
-            .await?
-            .into_iter()
-            .find(|s| s.name == session)
-            .ok_or_else(|| BackendError::SessionNotFound {
-                shed: shed.into(),
-                session: session.into(),
-            })
+        find_session(self.list(shed).await?, shed, session)
     }
 
     /// Creates a session unless the name is taken or the shed is at its limit.

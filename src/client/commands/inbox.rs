@@ -4,21 +4,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
-use super::sessions::with_server;
+use super::sessions::{sessions_everywhere, warn_failures};
 use super::wait::bounded;
-use super::{all_failed, ask_all, Ctx, Outcome, ServerFailure};
+use super::{Ctx, Outcome};
 use crate::api::agent::{AgentKind, AgentState};
 use crate::api::SessionInfo;
 use crate::client::api_client::ApiClient;
-use crate::client::output::{clean, one_line, relative_time, safe_json, warn};
+use crate::client::output::{clean, relative_time, safe_json};
 
-/// How long the inbox waits for any one server's session list.
-const SERVER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one session's screen may take; a row without it still prints.
 const PREVIEW_TIMEOUT: Duration = Duration::from_secs(10);
 /// Screens fetched at once.
@@ -121,37 +118,7 @@ impl Ctx {
             None => self.all_clients()?,
         };
         let several = self.config.servers.len() > 1;
-        let answers = ask_all(&clients, |client| async move {
-            match tokio::time::timeout(SERVER_TIMEOUT, client.all_sessions()).await {
-                Ok(answer) => answer.map_err(anyhow::Error::from),
-                Err(_) => Err(anyhow!(
-                    "server {:?} ({}) did not answer within {}s",
-                    client.server(),
-                    client.base_url(),
-                    SERVER_TIMEOUT.as_secs()
-                )),
-            }
-        })
-        .await;
-        let mut sessions: Vec<SessionInfo> = Vec::new();
-        let mut failures: Vec<ServerFailure> = Vec::new();
-        for (client, all) in answers.ok {
-            let server = client.server().to_string();
-            sessions.extend(with_server(all.sessions, &server));
-            failures.extend(all.warnings.into_iter().map(|w| ServerFailure {
-                server: server.clone(),
-                shed: Some(w.shed),
-                message: one_line(&w.message),
-            }));
-        }
-        failures.extend(
-            answers
-                .failed
-                .iter()
-                .map(|(client, e)| ServerFailure::server(client, e)),
-        );
-        failures.sort_by(|a, b| a.server.cmp(&b.server));
-        all_failed(&failures, clients.len())?;
+        let (sessions, failures) = sessions_everywhere(&clients).await?;
 
         let ordered = inbox_order(sessions);
         let waiting = ordered.iter().any(|s| s.agent.state == AgentState::Waiting);
@@ -199,15 +166,7 @@ impl Ctx {
             println!("{}", safe_json(&out)?);
             return Ok(outcome);
         }
-        for f in &failures {
-            match &f.shed {
-                Some(shed) => warn(&format!(
-                    "server {:?}, shed {shed:?}: {}",
-                    f.server, f.message
-                )),
-                None => warn(&f.message),
-            }
-        }
+        warn_failures(&failures);
         if rows.is_empty() {
             println!("Nothing waits for you: no session is waiting, exited or idle.");
         } else if !waiting {

@@ -17,7 +17,7 @@ use crate::client::cli::SessionsCommand;
 use crate::client::output::{clean, one_line, relative_time, table, warn};
 use crate::client::ssh::Tty;
 
-/// How long `shed sessions --all` waits for any one server.
+/// How long `shed sessions --all` and `shed inbox` wait for any one server.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often `peek --follow` polls.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(1000);
@@ -33,10 +33,7 @@ impl Ctx {
         all: bool,
         json: bool,
     ) -> anyhow::Result<Outcome> {
-        let mut sessions: Vec<SessionInfo> = Vec::new();
-        let mut failures: Vec<ServerFailure> = Vec::new();
-        let mut servers_asked = 1;
-        if let Some(shed) = shed {
+        let (mut sessions, failures) = if let Some(shed) = shed {
             if all {
                 bail!("give a SHED or --all, not both");
             }
@@ -54,59 +51,22 @@ impl Ctx {
                 }
                 return Ok(Outcome::Success);
             }
-            sessions = with_server(client.list_sessions(shed).await?, client.server());
+            let sessions = with_server(client.list_sessions(shed).await?, client.server());
+            (sessions, Vec::new())
         } else {
             let clients = if all {
                 self.all_clients()?
             } else {
                 vec![self.selected()?]
             };
-            servers_asked = clients.len();
-            let answers = ask_all(&clients, |client| async move {
-                match tokio::time::timeout(SERVER_TIMEOUT, client.all_sessions()).await {
-                    Ok(answer) => answer.map_err(anyhow::Error::from),
-                    Err(_) => Err(anyhow!(
-                        "server {:?} ({}) did not answer within {}s",
-                        client.server(),
-                        client.base_url(),
-                        SERVER_TIMEOUT.as_secs()
-                    )),
-                }
-            })
-            .await;
-            for (client, all) in answers.ok {
-                let server = client.server().to_string();
-                sessions.extend(with_server(all.sessions, &server));
-                failures.extend(all.warnings.into_iter().map(|w| ServerFailure {
-                    server: server.clone(),
-                    shed: Some(w.shed),
-                    message: one_line(&w.message),
-                }));
-            }
-            failures.extend(
-                answers
-                    .failed
-                    .iter()
-                    .map(|(client, e)| ServerFailure::server(client, e)),
-            );
-            // In the order of the config, as the servers were asked.
-            failures.sort_by(|a, b| a.server.cmp(&b.server));
-        }
-        all_failed(&failures, servers_asked)?;
+            sessions_everywhere(&clients).await?
+        };
         sessions.sort_by(|a, b| (&a.server, &a.shed, &a.name).cmp(&(&b.server, &b.shed, &b.name)));
         if json {
             let out = serde_json::json!({"sessions": sessions, "errors": failures});
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            for f in &failures {
-                match &f.shed {
-                    Some(shed) => warn(&format!(
-                        "server {:?}, shed {shed:?}: {}",
-                        f.server, f.message
-                    )),
-                    None => warn(&f.message),
-                }
-            }
+            warn_failures(&failures);
             if sessions.is_empty() {
                 println!("No sessions. Start one with `shed sessions new SHED NAME` or `shed attach SHED`.");
             } else {
@@ -317,6 +277,60 @@ async fn with_hint(
         return anyhow!("{error}{hint}");
     }
     error.into()
+}
+
+/// Every session on each of `clients` (`GET /api/sessions`), named by the
+/// server it came from, and what failed: whole servers, and sheds a server
+/// could not list. An error when every server failed.
+pub(super) async fn sessions_everywhere(
+    clients: &[ApiClient],
+) -> anyhow::Result<(Vec<SessionInfo>, Vec<ServerFailure>)> {
+    let answers = ask_all(clients, |client| async move {
+        match tokio::time::timeout(SERVER_TIMEOUT, client.all_sessions()).await {
+            Ok(answer) => answer.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow!(
+                "server {:?} ({}) did not answer within {}s",
+                client.server(),
+                client.base_url(),
+                SERVER_TIMEOUT.as_secs()
+            )),
+        }
+    })
+    .await;
+    let mut sessions = Vec::new();
+    let mut failures = Vec::new();
+    for (client, all) in answers.ok {
+        let server = client.server().to_string();
+        sessions.extend(with_server(all.sessions, &server));
+        failures.extend(all.warnings.into_iter().map(|w| ServerFailure {
+            server: server.clone(),
+            shed: Some(w.shed),
+            message: one_line(&w.message),
+        }));
+    }
+    failures.extend(
+        answers
+            .failed
+            .iter()
+            .map(|(client, e)| ServerFailure::server(client, e)),
+    );
+    // In the order of the config, as the servers were asked.
+    failures.sort_by(|a, b| a.server.cmp(&b.server));
+    all_failed(&failures, clients.len())?;
+    Ok((sessions, failures))
+}
+
+/// Warns about each failure: a whole server, or one of its sheds.
+pub(super) fn warn_failures(failures: &[ServerFailure]) {
+    for f in failures {
+        match &f.shed {
+            Some(shed) => warn(&format!(
+                "server {:?}, shed {shed:?}: {}",
+                f.server, f.message
+            )),
+            None => warn(&f.message),
+        }
+    }
 }
 
 pub(super) fn with_server(sessions: Vec<SessionInfo>, server: &str) -> Vec<SessionInfo> {

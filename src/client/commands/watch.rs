@@ -259,6 +259,16 @@ struct ServerView {
 }
 
 impl View {
+    /// Records `server` as connected, with these sessions.
+    fn connected(&mut self, server: String, sessions: Vec<SessionInfo>) {
+        let view = ServerView {
+            connected: true,
+            detail: String::new(),
+            sessions,
+        };
+        self.servers.insert(server, view);
+    }
+
     /// Applies an update; returns its one-line description.
     fn apply(&mut self, update: Update) -> String {
         let now = Utc::now().format("%H:%M:%S");
@@ -269,14 +279,7 @@ impl View {
                     clean(&server),
                     sessions.len()
                 );
-                self.servers.insert(
-                    server,
-                    ServerView {
-                        connected: true,
-                        detail: String::new(),
-                        sessions,
-                    },
-                );
+                self.connected(server, sessions);
                 line
             }
             Update::Changed {
@@ -303,14 +306,7 @@ impl View {
                     clean(&what),
                     sessions.len()
                 );
-                self.servers.insert(
-                    server,
-                    ServerView {
-                        connected: true,
-                        detail: String::new(),
-                        sessions,
-                    },
-                );
+                self.connected(server, sessions);
                 line
             }
             Update::Disconnected { server, detail } => {

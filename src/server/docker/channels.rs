@@ -99,14 +99,7 @@ impl Channels {
     pub(super) fn client(&self, shed: &str) -> Option<Arc<ControlClient>> {
         let slot = self.slots().get(shed).cloned();
         match slot {
-            Some(slot) => {
-                let client = slot
-                    .client
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                client.filter(|c| c.state() == ClientState::Attached)
-            }
+            Some(slot) => Self::attached(&slot),
             None => {
                 self.open(shed);
                 None
@@ -119,6 +112,11 @@ impl Channels {
     /// its refusal, every few seconds for a shed past [`MAX_CHANNELS`].
     pub(super) fn attached_client(&self, shed: &str) -> Option<Arc<ControlClient>> {
         let slot = self.slots().get(shed).cloned()?;
+        Self::attached(&slot)
+    }
+
+    /// The slot's client, while it is attached.
+    fn attached(slot: &Slot) -> Option<Arc<ControlClient>> {
         let client = slot
             .client
             .lock()

@@ -63,8 +63,8 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Error)]
 pub enum SetupError {
     /// The `env_file` cannot be read or parsed.
-    #[error("{0}")]
-    EnvFile(String),
+    #[error(transparent)]
+    EnvFile(#[from] crate::server::config::EnvFileError),
     /// The `screen_rules` overrides do not load.
     #[error(transparent)]
     Rules(#[from] crate::server::agent::rules::RulesError),
@@ -239,7 +239,7 @@ impl DockerBackend {
             naming: Naming::new(config.isolation_prefix.as_deref()),
             server_name: config.name.clone(),
             mounts,
-            env: config.shed_env().map_err(SetupError::EnvFile)?,
+            env: config.shed_env()?,
             container_user: config.container_user.clone().filter(|u| !u.is_empty()),
             creating: StdMutex::new(HashSet::new()),
             kept_dir: config.data_dir.join(KEPT_VOLUMES_DIR),

@@ -288,6 +288,23 @@ impl DockerBackend {
         }
     }
 
+    /// What a write through the control channel settled: `None` when it
+    /// may be done again by exec (see [`write_failure`]).
+    fn channel_write(
+        &self,
+        shed: &str,
+        session: &str,
+        result: Result<(), ControlError>,
+    ) -> Option<Result<(), BackendError>> {
+        match result {
+            Ok(()) => {
+                self.channels.wrote(shed);
+                Some(Ok(()))
+            }
+            Err(e) => write_failure(shed, session, e).map(Err),
+        }
+    }
+
     /// Kills the session with exactly this name.
     pub(super) async fn tmux_kill_session(
         &self,
@@ -297,16 +314,9 @@ impl DockerBackend {
         self.require_running(shed).await?;
         refuse_reserved(shed, session)?;
         if let Some(client) = self.channels.client(shed) {
-            match client.kill_session(session).await {
-                Ok(()) => {
-                    self.channels.wrote(shed);
-                    return Ok(());
-                }
-                Err(e) => {
-                    if let Some(error) = write_failure(shed, session, e) {
-                        return Err(error);
-                    }
-                }
+            let result = client.kill_session(session).await;
+            if let Some(done) = self.channel_write(shed, session, result) {
+                return done;
             }
         }
         let target = tmux_text::session_target(session);
@@ -376,16 +386,9 @@ impl DockerBackend {
                     if let Some(status) = dead_pane(&reply.text()) {
                         return Err(BackendError::session_exited(shed, session, status));
                     }
-                    match client.send_input(session, text.as_bytes(), enter).await {
-                        Ok(()) => {
-                            self.channels.wrote(shed);
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            if let Some(error) = write_failure(shed, session, e) {
-                                return Err(error);
-                            }
-                        }
+                    let result = client.send_input(session, text.as_bytes(), enter).await;
+                    if let Some(done) = self.channel_write(shed, session, result) {
+                        return done;
                     }
                 }
                 Err(ControlError::Tmux { failure, message }) => {

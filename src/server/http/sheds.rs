@@ -65,7 +65,7 @@ fn new_shed(request: CreateShedRequest, default_image: &str) -> Result<NewShed, 
         .idle_stop_after
         .map(crate::api::idle::check_idle_stop_after)
         .transpose()
-        .map_err(ApiError::InvalidRequest)?;
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     Ok(NewShed {
         name,
         image,

@@ -69,6 +69,21 @@ async fn call(
     (status, json)
 }
 
+/// `GET uri`, without headers.
+async fn get(app: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
+    call(app, "GET", uri, None, &[]).await
+}
+
+/// `POST uri` with the JSON `body`, without other headers.
+async fn post(app: &Router, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    call(app, "POST", uri, Some(body), &[]).await
+}
+
+/// `DELETE uri`, without headers.
+async fn delete(app: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
+    call(app, "DELETE", uri, None, &[]).await
+}
+
 fn code(json: &serde_json::Value) -> &str {
     json["error"]["code"].as_str().unwrap_or("<none>")
 }
@@ -96,12 +111,12 @@ async fn expect(
 #[tokio::test]
 async fn lifecycle_over_the_fake_backend() {
     let app = app(None);
-    let (s, body) = call(&app, "POST", "/api/sheds", Some(r#"{"name":"demo"}"#), &[]).await;
+    let (s, body) = post(&app, "/api/sheds", r#"{"name":"demo"}"#).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     assert_eq!(body["name"], "demo");
     assert_eq!(body["image"], "img");
     assert_eq!(body["status"], "running");
-    let (s, body) = call(&app, "POST", "/api/sheds", Some(r#"{"name":"demo"}"#), &[]).await;
+    let (s, body) = post(&app, "/api/sheds", r#"{"name":"demo"}"#).await;
     assert_eq!((s, code(&body)), (StatusCode::CONFLICT, "SHED_EXISTS"));
     let (s, body) = call(&app, "POST", "/api/sheds/demo/start", None, &[]).await;
     assert_eq!(
@@ -118,12 +133,12 @@ async fn lifecycle_over_the_fake_backend() {
         (s, code(&body)),
         (StatusCode::CONFLICT, "SHED_ALREADY_STOPPED")
     );
-    let (s, body) = call(&app, "GET", "/api/sheds", None, &[]).await;
+    let (s, body) = get(&app, "/api/sheds").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["sheds"][0]["name"], "demo");
-    let (s, _) = call(&app, "DELETE", "/api/sheds/demo", None, &[]).await;
+    let (s, _) = delete(&app, "/api/sheds/demo").await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, body) = call(&app, "GET", "/api/sheds/demo", None, &[]).await;
+    let (s, body) = get(&app, "/api/sheds/demo").await;
     assert_eq!((s, code(&body)), (StatusCode::NOT_FOUND, "SHED_NOT_FOUND"));
 }
 
@@ -222,7 +237,7 @@ async fn bad_input_gets_the_error_body() {
         let json = expect(&app, (method, uri, body, &[]), status, expected).await;
         assert!(json["error"]["message"].is_string());
     }
-    let (_, list) = call(&app, "GET", "/api/sheds", None, &[]).await;
+    let (_, list) = get(&app, "/api/sheds").await;
     assert_eq!(
         list["sheds"],
         serde_json::json!([]),
@@ -252,15 +267,8 @@ async fn host_key_is_served_in_known_hosts_form() {
 #[tokio::test]
 async fn sessions_over_the_fake_backend() {
     let app = app(None);
-    call(&app, "POST", "/api/sheds", Some(r#"{"name":"s"}"#), &[]).await;
-    let (st, body) = call(
-        &app,
-        "POST",
-        "/api/sheds/s/sessions",
-        Some(r#"{"name":"debug-long"}"#),
-        &[],
-    )
-    .await;
+    post(&app, "/api/sheds", r#"{"name":"s"}"#).await;
+    let (st, body) = post(&app, "/api/sheds/s/sessions", r#"{"name":"debug-long"}"#).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     assert_eq!(body["name"], "debug-long");
     // Exact names only: "debug" is not "debug-long".
@@ -277,49 +285,19 @@ async fn sessions_over_the_fake_backend() {
         let request = (method, uri, body, &[][..]);
         expect(&app, request, StatusCode::NOT_FOUND, "SESSION_NOT_FOUND").await;
     }
-    let (st, _) = call(
+    let (st, _) = post(
         &app,
-        "POST",
         "/api/sheds/s/sessions/debug-long/input",
-        Some(r#"{"text":"hello","enter":true}"#),
-        &[],
+        r#"{"text":"hello","enter":true}"#,
     )
     .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (_, out) = call(
-        &app,
-        "GET",
-        "/api/sheds/s/sessions/debug-long/output?lines=5",
-        None,
-        &[],
-    )
-    .await;
+    let (_, out) = get(&app, "/api/sheds/s/sessions/debug-long/output?lines=5").await;
     assert_eq!(out["output"], "hello");
-    let (st, json) = call(
-        &app,
-        "POST",
-        "/api/sheds/s/sessions",
-        Some(r#"{"name":"debug-long"}"#),
-        &[],
-    )
-    .await;
+    let (st, json) = post(&app, "/api/sheds/s/sessions", r#"{"name":"debug-long"}"#).await;
     assert_eq!((st, code(&json)), (StatusCode::CONFLICT, "SESSION_EXISTS"));
-    call(
-        &app,
-        "POST",
-        "/api/sheds/s/sessions",
-        Some(r#"{"name":"two"}"#),
-        &[],
-    )
-    .await;
-    let (st, json) = call(
-        &app,
-        "POST",
-        "/api/sheds/s/sessions",
-        Some(r#"{"name":"three"}"#),
-        &[],
-    )
-    .await;
+    post(&app, "/api/sheds/s/sessions", r#"{"name":"two"}"#).await;
+    let (st, json) = post(&app, "/api/sheds/s/sessions", r#"{"name":"three"}"#).await;
     assert_eq!((st, code(&json)), (StatusCode::CONFLICT, "MAX_SESSIONS"));
     assert!(json["error"]["message"]
         .as_str()
@@ -379,7 +357,7 @@ async fn sessions_over_the_fake_backend() {
         expect(&app, (method, uri, body, &[]), status, expected).await;
     }
     call(&app, "POST", "/api/sheds/s/stop", None, &[]).await;
-    let (st, json) = call(&app, "GET", "/api/sheds/s/sessions", None, &[]).await;
+    let (st, json) = get(&app, "/api/sheds/s/sessions").await;
     assert_eq!(
         (st, code(&json)),
         (StatusCode::CONFLICT, "SHED_NOT_RUNNING")
@@ -389,10 +367,10 @@ async fn sessions_over_the_fake_backend() {
 #[tokio::test]
 async fn the_agent_route_explains_or_gives_the_right_error() {
     let app = app(None);
-    call(&app, "POST", "/api/sheds", Some(r#"{"name":"s"}"#), &[]).await;
+    post(&app, "/api/sheds", r#"{"name":"s"}"#).await;
     let create = Some(r#"{"name":"a"}"#);
     call(&app, "POST", "/api/sheds/s/sessions", create, &[]).await;
-    let (st, body) = call(&app, "GET", "/api/sheds/s/sessions/a/agent", None, &[]).await;
+    let (st, body) = get(&app, "/api/sheds/s/sessions/a/agent").await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["shed"], "s");
     assert_eq!(body["session"], "a");
@@ -428,22 +406,13 @@ async fn all_sessions_reports_a_hanging_shed_as_a_warning() {
     let backend = Arc::new(FakeBackend::default());
     let app = app_with(None, backend.clone());
     for shed in ["b", "a", "hung", "off"] {
-        call(
-            &app,
-            "POST",
-            "/api/sheds",
-            Some(&format!(r#"{{"name":"{shed}"}}"#)),
-            &[],
-        )
-        .await;
+        post(&app, "/api/sheds", &format!(r#"{{"name":"{shed}"}}"#)).await;
     }
     for (shed, session) in [("b", "z"), ("b", "y"), ("a", "x")] {
-        call(
+        post(
             &app,
-            "POST",
             &format!("/api/sheds/{shed}/sessions"),
-            Some(&format!(r#"{{"name":"{session}"}}"#)),
-            &[],
+            &format!(r#"{{"name":"{session}"}}"#),
         )
         .await;
     }
@@ -485,7 +454,7 @@ async fn wrong_content_type_is_415() {
 #[tokio::test]
 async fn token_is_required_except_for_health() {
     let app = app(Some("s3cret-token"));
-    let (s, _) = call(&app, "GET", "/api/health", None, &[]).await;
+    let (s, _) = get(&app, "/api/health").await;
     assert_eq!(s, StatusCode::OK);
     for auth in [
         None,
@@ -523,11 +492,11 @@ async fn health_is_503_while_the_gateway_is_down() {
         Arc::new(FakeBackend::default()),
         GatewayHealth::default(),
     );
-    let (s, json) = call(&down, "GET", "/api/health", None, &[]).await;
+    let (s, json) = get(&down, "/api/health").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json["status"], "degraded");
     assert_eq!(json["gateway"], "down");
-    let (s, json) = call(&app(None), "GET", "/api/health", None, &[]).await;
+    let (s, json) = get(&app(None), "/api/health").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         (&json["status"], &json["gateway"]),
@@ -538,8 +507,8 @@ async fn health_is_503_while_the_gateway_is_down() {
 #[tokio::test]
 async fn hooks_install_over_the_fake_backend() {
     let app = app(None);
-    call(&app, "POST", "/api/sheds", Some(r#"{"name":"h"}"#), &[]).await;
-    let (s, body) = call(&app, "POST", "/api/sheds/h/hooks", Some("{}"), &[]).await;
+    post(&app, "/api/sheds", r#"{"name":"h"}"#).await;
+    let (s, body) = post(&app, "/api/sheds/h/hooks", "{}").await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["shed"], "h");
     assert_eq!(body["helper"]["path"], "/usr/local/bin/shed-hook");
@@ -551,12 +520,10 @@ async fn hooks_install_over_the_fake_backend() {
         .map(|a| a["agent"].as_str().unwrap())
         .collect();
     assert_eq!(agents, ["claude", "codex", "gemini"]);
-    let (s, body) = call(
+    let (s, body) = post(
         &app,
-        "POST",
         "/api/sheds/h/hooks",
-        Some(r#"{"agents":["gemini","gemini"]}"#),
-        &[],
+        r#"{"agents":["gemini","gemini"]}"#,
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{body}");

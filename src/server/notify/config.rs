@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use thiserror::Error;
 
 use crate::api::agent::AgentState;
 
@@ -47,6 +48,114 @@ impl NotifyKind {
             NotifyKind::Command => "command",
         }
     }
+}
+
+impl std::fmt::Display for NotifyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is wrong with the `[[notify]]` entries; the text names the key.
+#[derive(Debug, Error)]
+pub enum NotifyConfigError {
+    /// More entries than [`MAX_NOTIFY_TARGETS`]; how many there are.
+    #[error("{0} entries; at most {MAX_NOTIFY_TARGETS}")]
+    TooMany(usize),
+    /// One entry is wrong.
+    #[error("entry {index} ({kind}): {error}")]
+    Entry {
+        /// The entry's position, from 1.
+        index: usize,
+        /// Its kind.
+        kind: NotifyKind,
+        /// What is wrong with it.
+        error: Box<NotifyConfigError>,
+    },
+    /// Both `secret` and `secret_file` are set.
+    #[error("set `secret` or `secret_file`, not both")]
+    BothSecrets,
+    /// A webhook without a key.
+    #[error("a webhook needs `secret` or `secret_file` to sign with")]
+    NoSecret,
+    /// `secret_file` cannot be read.
+    #[error("secret_file {path}: {source}")]
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `secret_file` is longer than [`MAX_SECRET_BYTES`].
+    #[error("secret_file {0}: longer than {MAX_SECRET_BYTES} bytes")]
+    SecretFileTooLong(PathBuf),
+    /// The key is too short to be a key.
+    #[error("the secret must be at least 8 bytes")]
+    SecretTooShort,
+    /// The key is longer than [`MAX_SECRET_BYTES`].
+    #[error("the secret is longer than {MAX_SECRET_BYTES} bytes")]
+    SecretTooLong,
+    /// A kind that takes a secret only for webhooks was given one.
+    #[error("only a webhook takes `secret` (this is a {0})")]
+    SecretNotTaken(NotifyKind),
+    /// A webhook or ntfy entry without `url`.
+    #[error("a {0} needs `url`")]
+    NoUrl(NotifyKind),
+    /// A command entry with `url`.
+    #[error("a command takes no `url`")]
+    UrlNotTaken,
+    /// `url` does not parse.
+    #[error("`url` {url:?}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// The parser's description.
+        reason: String,
+    },
+    /// `url` is not http or https.
+    #[error("`url` {0:?}: expected an http:// or https:// URL")]
+    UrlScheme(String),
+    /// `url` has no host.
+    #[error("`url` {0:?}: no host")]
+    UrlNoHost(String),
+    /// A webhook or ntfy entry with `command`.
+    #[error("a {0} takes no `command`")]
+    CommandNotTaken(NotifyKind),
+    /// A command entry with an empty `command`.
+    #[error("`command` must name a program: command = [\"prog\", \"arg\"]")]
+    NoProgram,
+    /// `command`'s program is blank.
+    #[error("`command`'s program must not be empty")]
+    EmptyProgram,
+    /// An argument with a NUL byte, which no argv can carry.
+    #[error("`command` must not contain NUL bytes")]
+    NulInCommand,
+    /// `states` is empty.
+    #[error("`states` must name at least one state")]
+    NoStates,
+    /// A name in `states` that is no agent state.
+    #[error("unknown state {0:?} in `states`; expected working, waiting, idle, exited or unknown")]
+    UnknownState(String),
+    /// A name in `sheds` that is no valid shed name.
+    #[error("`sheds`: {shed:?}: {error}")]
+    BadShed {
+        /// The name as given.
+        shed: String,
+        /// Why it is not a shed name.
+        error: crate::api::names::NameError,
+    },
+    /// A number outside its range.
+    #[error("`{key}` = {value} is not between {low} and {high}")]
+    OutOfRange {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest allowed.
+        low: u64,
+        /// The largest allowed.
+        high: u64,
+    },
 }
 
 /// One `[[notify]]` entry.
@@ -135,35 +244,31 @@ impl NotifyConfig {
     }
 
     /// The webhook's key: `secret`, or the contents of `secret_file`.
-    pub fn secret_bytes(&self) -> Result<Vec<u8>, String> {
+    pub fn secret_bytes(&self) -> Result<Vec<u8>, NotifyConfigError> {
         let secret = match (&self.secret, &self.secret_file) {
-            (Some(_), Some(_)) => return Err("set `secret` or `secret_file`, not both".into()),
+            (Some(_), Some(_)) => return Err(NotifyConfigError::BothSecrets),
             (Some(secret), None) => secret.as_bytes().to_vec(),
             (None, Some(path)) => {
-                let mut bytes = std::fs::read(path)
-                    .map_err(|e| format!("secret_file {}: {e}", path.display()))?;
+                let mut bytes =
+                    std::fs::read(path).map_err(|source| NotifyConfigError::SecretFile {
+                        path: path.clone(),
+                        source,
+                    })?;
                 if bytes.len() > MAX_SECRET_BYTES {
-                    return Err(format!(
-                        "secret_file {}: longer than {MAX_SECRET_BYTES} bytes",
-                        path.display()
-                    ));
+                    return Err(NotifyConfigError::SecretFileTooLong(path.clone()));
                 }
                 while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                     bytes.pop();
                 }
                 bytes
             }
-            (None, None) => {
-                return Err("a webhook needs `secret` or `secret_file` to sign with".into())
-            }
+            (None, None) => return Err(NotifyConfigError::NoSecret),
         };
         if secret.len() < 8 {
-            return Err("the secret must be at least 8 bytes".into());
+            return Err(NotifyConfigError::SecretTooShort);
         }
         if secret.len() > MAX_SECRET_BYTES {
-            return Err(format!(
-                "the secret is longer than {MAX_SECRET_BYTES} bytes"
-            ));
+            return Err(NotifyConfigError::SecretTooLong);
         }
         Ok(secret)
     }
@@ -176,35 +281,31 @@ impl NotifyConfig {
     }
 
     /// Checks the entry; the message says what is wrong, without the entry's position.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), NotifyConfigError> {
         match self.kind {
             NotifyKind::Webhook | NotifyKind::Ntfy => {
                 let url = self
                     .url
                     .as_deref()
-                    .ok_or_else(|| format!("a {} needs `url`", self.kind.as_str()))?;
+                    .ok_or(NotifyConfigError::NoUrl(self.kind))?;
                 check_url(url)?;
                 if !self.command.is_empty() {
-                    return Err(format!("a {} takes no `command`", self.kind.as_str()));
+                    return Err(NotifyConfigError::CommandNotTaken(self.kind));
                 }
             }
             NotifyKind::Command => {
                 if self.url.is_some() {
-                    return Err("a command takes no `url`".into());
+                    return Err(NotifyConfigError::UrlNotTaken);
                 }
                 match self.command.first() {
-                    None => {
-                        return Err(
-                            "`command` must name a program: command = [\"prog\", \"arg\"]".into(),
-                        )
-                    }
+                    None => return Err(NotifyConfigError::NoProgram),
                     Some(prog) if prog.trim().is_empty() => {
-                        return Err("`command`'s program must not be empty".into())
+                        return Err(NotifyConfigError::EmptyProgram)
                     }
                     Some(_) => {}
                 }
                 if self.command.iter().any(|a| a.contains('\0')) {
-                    return Err("`command` must not contain NUL bytes".into());
+                    return Err(NotifyConfigError::NulInCommand);
                 }
             }
         }
@@ -213,90 +314,94 @@ impl NotifyConfig {
                 self.secret_bytes()?;
             }
             _ if self.secret.is_some() || self.secret_file.is_some() => {
-                return Err(format!(
-                    "only a webhook takes `secret` (this is a {})",
-                    self.kind.as_str()
-                ));
+                return Err(NotifyConfigError::SecretNotTaken(self.kind));
             }
             _ => {}
         }
         if self.states.is_empty() {
-            return Err("`states` must name at least one state".into());
+            return Err(NotifyConfigError::NoStates);
         }
         for state in &self.states {
             // Parsed by name, not through serde, whose fallback would read a
             // typo as `unknown`.
             if AgentState::parse(state).is_none() {
-                return Err(format!(
-                    "unknown state {state:?} in `states`; expected working, waiting, idle, exited or unknown"
-                ));
+                return Err(NotifyConfigError::UnknownState(state.clone()));
             }
         }
         for shed in &self.sheds {
-            crate::api::names::validate_shed_name(shed)
-                .map_err(|e| format!("`sheds`: {shed:?}: {e}"))?;
+            crate::api::names::validate_shed_name(shed).map_err(|error| {
+                NotifyConfigError::BadShed {
+                    shed: shed.clone(),
+                    error,
+                }
+            })?;
         }
-        for (key, value, high) in [
-            ("min_hold_secs", self.min_hold_secs, 3600),
-            ("min_interval_secs", self.min_interval_secs, 86_400),
+        for (key, value, low, high) in [
+            ("min_hold_secs", self.min_hold_secs, 0, 3600),
+            ("min_interval_secs", self.min_interval_secs, 0, 86_400),
+            ("timeout_secs", self.timeout_secs, 1, 300),
+            (
+                "retries",
+                u64::from(self.retries),
+                0,
+                u64::from(MAX_RETRIES),
+            ),
         ] {
-            if value > high {
-                return Err(format!("`{key}` = {value} is not between 0 and {high}"));
+            if !(low..=high).contains(&value) {
+                return Err(NotifyConfigError::OutOfRange {
+                    key,
+                    value,
+                    low,
+                    high,
+                });
             }
-        }
-        if !(1..=300).contains(&self.timeout_secs) {
-            return Err(format!(
-                "`timeout_secs` = {} is not between 1 and 300",
-                self.timeout_secs
-            ));
-        }
-        if self.retries > MAX_RETRIES {
-            return Err(format!(
-                "`retries` = {} is not between 0 and {MAX_RETRIES}",
-                self.retries
-            ));
         }
         Ok(())
     }
 }
 
 /// An absolute http or https URL with a host.
-fn check_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`url` {url:?}: {e}"))?;
+fn check_url(url: &str) -> Result<(), NotifyConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| NotifyConfigError::BadUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "`url` {url:?}: expected an http:// or https:// URL"
-        ));
+        return Err(NotifyConfigError::UrlScheme(url.to_string()));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`url` {url:?}: no host"));
+        return Err(NotifyConfigError::UrlNoHost(url.to_string()));
     }
     Ok(())
 }
 
 /// Checks every entry; the message names the entry (1-based) and its kind.
-pub fn check_all(entries: &[NotifyConfig]) -> Result<(), String> {
+pub fn check_all(entries: &[NotifyConfig]) -> Result<(), NotifyConfigError> {
     if entries.len() > MAX_NOTIFY_TARGETS {
-        return Err(format!(
-            "{} entries; at most {MAX_NOTIFY_TARGETS}",
-            entries.len()
-        ));
+        return Err(NotifyConfigError::TooMany(entries.len()));
     }
     for (i, entry) in entries.iter().enumerate() {
-        entry
-            .check()
-            .map_err(|message| format!("entry {} ({}): {message}", i + 1, entry.kind.as_str()))?;
+        entry.check().map_err(|error| NotifyConfigError::Entry {
+            index: i + 1,
+            kind: entry.kind,
+            error: Box::new(error),
+        })?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::server::config::ServerConfig;
+    use crate::server::config::{ConfigError, ServerConfig};
     use std::path::Path;
 
-    fn parse(text: &str) -> Result<ServerConfig, String> {
-        ServerConfig::from_toml(text, Path::new("test.toml")).map_err(|e| e.to_string())
+    fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::from_toml(text, Path::new("test.toml"))
+    }
+
+    /// The error's text, as the server prints it, for a config that must fail.
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
     }
 
     #[test]
@@ -330,10 +435,9 @@ mod tests {
         .unwrap();
         assert_eq!(config.notify[0].secret_bytes().unwrap(), b"from-a-file-123");
         let missing = dir.path().join("nope");
-        let err = parse(&format!(
+        let err = error(&format!(
             "[[notify]]\nkind = \"webhook\"\nurl = \"https://x.example/\"\nsecret_file = {missing:?}\n"
-        ))
-        .unwrap_err();
+        ));
         assert!(err.contains("notify") && err.contains("nope"), "{err}");
     }
 
@@ -359,14 +463,13 @@ mod tests {
             ("[[notify]]\nkind = \"pager\"\n".into(), "pager"),
             ("[[notify]]\nkind = \"ntfy\"\nurl = \"https://x.example/\"\nsecret = \"0123456789\"\n".into(), "only a webhook"),
         ] {
-            let err = parse(&bad).unwrap_err();
+            let err = error(&bad);
             assert!(err.contains("notify") || err.contains("kind"), "{bad}: {err}");
             assert!(err.contains(expect), "{bad}: expected {expect:?} in {err}");
         }
-        let err = parse(&format!(
+        let err = error(&format!(
             "{hook}url = \"https://x.example/\"\n[[notify]]\nkind = \"command\"\n"
-        ))
-        .unwrap_err();
+        ));
         assert!(err.contains("entry 2 (command)"), "{err}");
     }
 }

@@ -334,22 +334,21 @@ mod tests {
         }
     }
 
+    /// A `session.changed` of `shed`/`session` carrying `data`.
+    fn change(id: u64, shed: &str, session: &str, data: serde_json::Value) -> Event {
+        event(id, EventKind::SessionChanged, shed, Some(session), data)
+    }
+
+    /// `dev`/`main`'s agent is now in `state`.
     fn changed(id: u64, state: AgentState) -> Event {
-        event(
-            id,
-            EventKind::SessionChanged,
-            "dev",
-            Some("main"),
-            json!({ "agent": agent(state) }),
-        )
+        change(id, "dev", "main", json!({ "agent": agent(state) }))
     }
 
     fn attached(id: u64, n: u32) -> Event {
-        event(
+        change(
             id,
-            EventKind::SessionChanged,
             "dev",
-            Some("main"),
+            "main",
             json!({ "attached": n, "status": "attached" }),
         )
     }
@@ -372,6 +371,24 @@ mod tests {
             sent.extend(d.poll(now).into_iter().map(|r| (s, r)));
         }
         sent
+    }
+
+    /// [`run`] on a fresh debouncer with `rules`: the offsets at which
+    /// something was sent, and its state.
+    fn sent_at(rules: Rules, events: Vec<(u64, Event)>, until: u64) -> Vec<(u64, AgentState)> {
+        let mut d = Debouncer::new(rules);
+        run(&mut d, Instant::now(), events, until)
+            .into_iter()
+            .map(|(at, ready)| (at, ready.agent.state))
+            .collect()
+    }
+
+    /// The offsets of [`sent_at`] alone.
+    fn times(rules: Rules, events: Vec<(u64, Event)>, until: u64) -> Vec<u64> {
+        sent_at(rules, events, until)
+            .into_iter()
+            .map(|(at, _)| at)
+            .collect()
     }
 
     #[test]
@@ -404,54 +421,35 @@ mod tests {
 
     #[test]
     fn a_flap_shorter_than_the_hold_sends_nothing() {
-        let mut d = Debouncer::new(rules());
-        let t0 = Instant::now();
-        let sent = run(
-            &mut d,
-            t0,
-            vec![
-                (0, changed(1, AgentState::Working)),
-                (3, changed(2, AgentState::Waiting)),
-                (4, changed(3, AgentState::Working)),
-            ],
-            20,
-        );
+        let flap = vec![
+            (0, changed(1, AgentState::Working)),
+            (3, changed(2, AgentState::Waiting)),
+            (4, changed(3, AgentState::Working)),
+        ];
+        let sent = times(rules(), flap, 20);
         assert!(sent.is_empty(), "{sent:?}");
         // And a flap back to the state already sent does not resend it.
-        let mut d = Debouncer::new(rules());
-        let sent = run(
-            &mut d,
-            t0,
-            vec![
-                (0, changed(1, AgentState::Waiting)),
-                (40, changed(2, AgentState::Working)),
-                (41, changed(3, AgentState::Waiting)),
-            ],
-            80,
-        );
-        assert_eq!(
-            sent.iter().map(|s| s.0).collect::<Vec<_>>(),
-            [2],
-            "{sent:?}"
-        );
+        let back = vec![
+            (0, changed(1, AgentState::Waiting)),
+            (40, changed(2, AgentState::Working)),
+            (41, changed(3, AgentState::Waiting)),
+        ];
+        assert_eq!(times(rules(), back, 80), [2]);
     }
 
     #[test]
     fn at_most_one_per_interval_and_the_deferred_one_only_if_still_true() {
-        let t0 = Instant::now();
         // waiting (sent at 2), working settles, waiting again at 8: settles
         // at 10, inside the interval, so it goes out when the interval ends.
-        let mut d = Debouncer::new(rules());
-        let sent = run(
-            &mut d,
-            t0,
+        let again = || {
             vec![
                 (0, changed(1, AgentState::Waiting)),
                 (4, changed(2, AgentState::Working)),
                 (8, changed(3, AgentState::Waiting)),
-            ],
-            60,
-        );
+            ]
+        };
+        let mut d = Debouncer::new(rules());
+        let sent = run(&mut d, Instant::now(), again(), 60);
         assert_eq!(
             sent.iter().map(|s| s.0).collect::<Vec<_>>(),
             [2, 32],
@@ -459,28 +457,13 @@ mod tests {
         );
         assert_eq!(sent[1].1.event_id, 3);
         // Same, but the agent is back at work before the interval ends.
-        let mut d = Debouncer::new(rules());
-        let sent = run(
-            &mut d,
-            t0,
-            vec![
-                (0, changed(1, AgentState::Waiting)),
-                (4, changed(2, AgentState::Working)),
-                (8, changed(3, AgentState::Waiting)),
-                (20, changed(4, AgentState::Working)),
-            ],
-            60,
-        );
-        assert_eq!(
-            sent.iter().map(|s| s.0).collect::<Vec<_>>(),
-            [2],
-            "{sent:?}"
-        );
+        let mut back = again();
+        back.push((20, changed(4, AgentState::Working)));
+        assert_eq!(times(rules(), back, 60), [2]);
     }
 
     #[test]
     fn attached_sessions_are_not_notified_unless_asked() {
-        let t0 = Instant::now();
         let created = event(
             1,
             EventKind::SessionCreated,
@@ -499,63 +482,38 @@ mod tests {
                 (50, changed(5, AgentState::Exited)),
             ]
         };
-        let mut d = Debouncer::new(rules());
-        let sent = run(&mut d, t0, events(), 80);
-        assert_eq!(
-            sent.iter()
-                .map(|s| (s.0, s.1.agent.state))
-                .collect::<Vec<_>>(),
-            [(52, AgentState::Exited)]
-        );
-
-        let mut d = Debouncer::new(Rules {
+        assert_eq!(sent_at(rules(), events(), 80), [(52, AgentState::Exited)]);
+        let include = Rules {
             include_attached: true,
             ..rules()
-        });
-        let sent = run(&mut d, t0, events(), 80);
-        assert_eq!(
-            sent.iter().map(|s| s.0).collect::<Vec<_>>(),
-            [5, 52],
-            "{sent:?}"
-        );
+        };
+        assert_eq!(times(include, events(), 80), [5, 52]);
 
         // Attaching while a notification waits for its interval cancels it.
-        let mut d = Debouncer::new(rules());
-        let sent = run(
-            &mut d,
-            t0,
-            vec![
-                (0, changed(1, AgentState::Waiting)),
-                (4, changed(2, AgentState::Working)),
-                (8, changed(3, AgentState::Waiting)),
-                (15, attached(4, 1)),
-            ],
-            60,
-        );
-        assert_eq!(
-            sent.iter().map(|s| s.0).collect::<Vec<_>>(),
-            [2],
-            "{sent:?}"
-        );
+        let attach = vec![
+            (0, changed(1, AgentState::Waiting)),
+            (4, changed(2, AgentState::Working)),
+            (8, changed(3, AgentState::Waiting)),
+            (15, attached(4, 1)),
+        ];
+        assert_eq!(times(rules(), attach, 60), [2]);
     }
 
     #[test]
     fn states_and_sheds_filter() {
-        let t0 = Instant::now();
         let mut d = Debouncer::new(Rules {
             sheds: vec!["dev".into()],
             ..rules()
         });
-        let other = event(
+        let other = change(
             1,
-            EventKind::SessionChanged,
             "prod",
-            Some("main"),
+            "main",
             json!({ "agent": agent(AgentState::Waiting) }),
         );
         let sent = run(
             &mut d,
-            t0,
+            Instant::now(),
             vec![
                 (0, other),
                 (1, changed(2, AgentState::Idle)),
@@ -567,25 +525,15 @@ mod tests {
         // The other shed is not even remembered.
         assert_eq!(d.tracked(), 1);
 
-        let mut d = Debouncer::new(Rules {
+        let idle = Rules {
             states: vec![AgentState::Idle],
             ..rules()
-        });
-        let sent = run(
-            &mut d,
-            t0,
-            vec![
-                (0, changed(1, AgentState::Waiting)),
-                (5, changed(2, AgentState::Idle)),
-            ],
-            20,
-        );
-        assert_eq!(
-            sent.iter()
-                .map(|s| (s.0, s.1.agent.state))
-                .collect::<Vec<_>>(),
-            [(7, AgentState::Idle)]
-        );
+        };
+        let events = vec![
+            (0, changed(1, AgentState::Waiting)),
+            (5, changed(2, AgentState::Idle)),
+        ];
+        assert_eq!(sent_at(idle, events, 20), [(7, AgentState::Idle)]);
     }
 
     #[test]
@@ -600,57 +548,35 @@ mod tests {
                 serde_json::Value::Null,
             )
         };
-        let mut d = Debouncer::new(rules());
-        let sent = run(
-            &mut d,
-            t0,
-            vec![(0, changed(1, AgentState::Exited)), (1, closed(2))],
-            10,
-        );
-        assert_eq!(
-            sent.iter().map(|s| s.0).collect::<Vec<_>>(),
-            [1],
-            "{sent:?}"
-        );
-        assert_eq!(d.tracked(), 0);
+        // Ends with how many sessions the debouncer still tracks.
+        let closing = |state| {
+            let mut d = Debouncer::new(rules());
+            let events = vec![(0, changed(1, state)), (1, closed(2))];
+            let sent = run(&mut d, t0, events, 10);
+            let times: Vec<u64> = sent.iter().map(|s| s.0).collect();
+            (times, d.tracked())
+        };
+        assert_eq!(closing(AgentState::Exited), (vec![1], 0));
         // A waiting cut short by the session closing is not news.
-        let mut d = Debouncer::new(rules());
-        let sent = run(
-            &mut d,
-            t0,
-            vec![(0, changed(1, AgentState::Waiting)), (1, closed(2))],
-            10,
-        );
-        assert!(sent.is_empty(), "{sent:?}");
-        assert_eq!(d.tracked(), 0);
+        assert_eq!(closing(AgentState::Waiting), (vec![], 0));
         // A stopped shed forgets all of its sessions, and only its own.
         let mut d = Debouncer::new(rules());
         for (id, (shed, session)) in [("dev", "a"), ("dev", "b"), ("ops", "a")]
             .into_iter()
             .enumerate()
         {
-            d.observe(
-                &event(
-                    id as u64,
-                    EventKind::SessionChanged,
-                    shed,
-                    Some(session),
-                    json!({ "agent": agent(AgentState::Working) }),
-                ),
-                t0,
-            );
+            let working = json!({ "agent": agent(AgentState::Working) });
+            d.observe(&change(id as u64, shed, session, working), t0);
         }
         assert_eq!(d.tracked(), 3);
-        d.observe(
-            &event(
-                9,
-                EventKind::ShedStopped,
-                "dev",
-                None,
-                serde_json::Value::Null,
-            ),
-            t0,
+        let stopped = event(
+            9,
+            EventKind::ShedStopped,
+            "dev",
+            None,
+            serde_json::Value::Null,
         );
+        d.observe(&stopped, t0);
         assert_eq!(d.tracked(), 1);
     }
 
@@ -659,13 +585,8 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Debouncer::new(rules());
         for i in 0..MAX_TRACKED_SESSIONS + 10 {
-            let e = event(
-                i as u64,
-                EventKind::SessionChanged,
-                "dev",
-                Some(&format!("s{i}")),
-                json!({ "agent": agent(AgentState::Working) }),
-            );
+            let working = json!({ "agent": agent(AgentState::Working) });
+            let e = change(i as u64, "dev", &format!("s{i}"), working);
             d.observe(&e, t0 + Duration::from_millis(i as u64));
         }
         assert_eq!(d.tracked(), MAX_TRACKED_SESSIONS);
@@ -682,22 +603,8 @@ mod tests {
     fn events_without_agent_or_attached_are_ignored() {
         let t0 = Instant::now();
         let mut d = Debouncer::new(rules());
-        let e = event(
-            1,
-            EventKind::SessionChanged,
-            "dev",
-            Some("main"),
-            json!({ "cwd": "/tmp" }),
-        );
-        d.observe(&e, t0);
-        let garbage = event(
-            2,
-            EventKind::SessionChanged,
-            "dev",
-            Some("main"),
-            json!({ "agent": 42 }),
-        );
-        d.observe(&garbage, t0);
+        d.observe(&change(1, "dev", "main", json!({ "cwd": "/tmp" })), t0);
+        d.observe(&change(2, "dev", "main", json!({ "agent": 42 })), t0);
         assert_eq!(d.tracked(), 0);
         assert!(d.poll(t0 + secs(10)).is_empty());
     }

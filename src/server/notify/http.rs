@@ -7,14 +7,13 @@ use super::Failure;
 
 /// An HTTP client for one target: `timeout` per attempt, no redirects (a
 /// notification goes where the config says, nowhere else).
-pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("shed-server/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))
 }
 
 /// Sends `request`; network errors, timeouts, 5xx and 429 are worth a

@@ -47,6 +47,18 @@ pub struct Failure {
     pub message: String,
 }
 
+/// Why a target cannot start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// Its entry is wrong (loading checked it, but a secret file may have
+    /// changed since).
+    #[error(transparent)]
+    Config(#[from] config::NotifyConfigError),
+    /// No HTTP client could be built for it.
+    #[error("building the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
 enum Channel {
     Webhook(webhook::Webhook),
     Ntfy(ntfy::Ntfy),
@@ -54,7 +66,7 @@ enum Channel {
 }
 
 impl Channel {
-    fn new(config: &NotifyConfig) -> Result<Channel, String> {
+    fn new(config: &NotifyConfig) -> Result<Channel, StartError> {
         let timeout = Duration::from_secs(config.timeout_secs);
         let url = config.url.clone().unwrap_or_default();
         Ok(match config.kind {
