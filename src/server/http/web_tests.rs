@@ -383,7 +383,7 @@ async fn what_cannot_attach_is_refused_before_the_upgrade() {
             "INVALID_SESSION_NAME",
         ),
     ] {
-        let (s, body) = served.open(path, &[]).await.err().expect(path);
+        let (s, body) = served.open(path, &[]).await.expect_err(path);
         assert_eq!(
             (s, body["error"]["code"].as_str().unwrap()),
             (status, code),
@@ -407,8 +407,7 @@ async fn a_cross_origin_upgrade_is_refused() {
     let (status, body) = served
         .open(TERMINAL, &[("origin", "http://evil.example")])
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("FORBIDDEN"))
@@ -427,7 +426,7 @@ async fn with_a_token_the_terminal_needs_the_cookie_or_the_bearer() {
         &[("cookie", "shed_token=wrong-token-000")][..],
         &[("cookie", "other=full-token-0123")][..],
     ] {
-        let (status, body) = served.open(TERMINAL, headers).await.err().expect("refused");
+        let (status, body) = served.open(TERMINAL, headers).await.expect_err("refused");
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (401, Some("UNAUTHORIZED"))
@@ -516,7 +515,7 @@ async fn terminals_are_bounded() {
     let served = fixture.serve().await;
     let first = served.open(TERMINAL, &[]).await.unwrap();
     let _second = served.open(TERMINAL, &[]).await.unwrap();
-    let (status, body) = served.open(TERMINAL, &[]).await.err().expect("refused");
+    let (status, body) = served.open(TERMINAL, &[]).await.expect_err("refused");
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("TOO_MANY_TERMINALS"))
