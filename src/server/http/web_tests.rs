@@ -730,3 +730,30 @@ async fn junk_login_forms_are_client_errors() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(headers.get("set-cookie").is_none());
 }
+
+#[tokio::test]
+async fn an_attach_that_cannot_start_closes_with_1011() {
+    let mut fixture = Fixture::new().await;
+    // The backend lists the session, but the exec side knows no such shed.
+    fixture.exec = FakeExec::with_shed("elsewhere");
+    let served = fixture.serve().await;
+    let mut socket = served.open(TERMINAL, &[]).await.unwrap();
+    let (seen, closed) = read_until(&mut socket, b"").await;
+    assert!(seen.is_empty());
+    let closed = closed.expect("a close frame");
+    assert_eq!(u16::from(closed.code), 1011, "{closed:?}");
+    eventually("the slot to free", || fixture.terminals.open() == 0).await;
+}
+
+#[tokio::test]
+async fn a_frame_over_64_kib_drops_the_browser() {
+    let fixture = Fixture::new().await;
+    let served = fixture.serve().await;
+    let mut socket = served.open(TERMINAL, &[]).await.unwrap();
+    let big = vec![b'x'; terminal::MAX_FRAME_BYTES + 1];
+    // The server may cut the connection while this is still being written.
+    let _ = socket.send(Ws::Binary(big.into())).await;
+    assert_eq!(fixture.exec.signals(0, 1).await, ["HUP"]);
+    let (seen, _) = read_until(&mut socket, b"").await;
+    assert!(seen.is_empty(), "the oversized frame got through");
+}
