@@ -2,7 +2,8 @@
 //!
 //! `shed-server` ([`server`]) runs on each host and serves an HTTP API over
 //! sheds; the `shed` CLI ([`client`]) talks to one or more servers. Both
-//! share the wire types in [`api`].
+//! share the wire types in [`api`]. [`web`] is the dashboard page
+//! shed-server serves.
 
 #![warn(missing_docs)]
 
