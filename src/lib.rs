@@ -2,8 +2,7 @@
 //!
 //! `shed-server` ([`server`]) runs on each host and serves an HTTP API over
 //! sheds; the `shed` CLI ([`client`]) talks to one or more servers. Both
-//! share the wire types in [`api`]. [`web`] is the dashboard page
-//! shed-server serves.
+//! share the wire types in [`api`].
 
 #![warn(missing_docs)]
 
