@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod idle;
 pub mod names;
 pub mod snapshot;
+pub mod ui;
 
 pub use names::{validate_session_name, validate_shed_name, NameError};
 
@@ -421,6 +422,10 @@ pub enum ErrorCode {
     DeleteIncomplete,
     /// The session's command has exited, so it takes no input.
     SessionExited,
+    /// A WebSocket endpoint was called without a WebSocket upgrade.
+    UpgradeRequired,
+    /// The server has as many browser terminals open as it allows.
+    TooManyTerminals,
 }
 
 impl ErrorCode {
@@ -455,6 +460,8 @@ impl ErrorCode {
             ErrorCode::VolumeConflict => "VOLUME_CONFLICT",
             ErrorCode::DeleteIncomplete => "DELETE_INCOMPLETE",
             ErrorCode::SessionExited => "SESSION_EXITED",
+            ErrorCode::UpgradeRequired => "UPGRADE_REQUIRED",
+            ErrorCode::TooManyTerminals => "TOO_MANY_TERMINALS",
         }
     }
 }
@@ -518,6 +525,8 @@ mod tests {
             ErrorCode::TmuxNotAvailable,
             ErrorCode::Forbidden,
             ErrorCode::RequestTimeout,
+            ErrorCode::UpgradeRequired,
+            ErrorCode::TooManyTerminals,
         ] {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().into()));
