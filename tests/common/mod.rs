@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 mod cli;
 mod events;
 pub mod fake_api;
+mod hostile_text;
 pub mod http;
 mod image;
 pub mod receiver;
@@ -21,6 +22,7 @@ mod tmux;
 
 pub use cli::*;
 pub use events::*;
+pub use hostile_text::*;
 pub use image::*;
 pub use server::*;
 pub use sheds::*;
