@@ -354,42 +354,33 @@ async fn hostile_text_arrives_byte_for_byte() {
     let mut rng = HostileGen::new(seed);
     let dir = tmux.dir.path().to_string_lossy().into_owned();
 
-    // (a) Input, through the client's `send-keys -H`.
-    let rec = start_recorder(&tmux, &client, "rec").await;
-    let mut expected = Vec::new();
-    for case in 0..CASES {
-        let text = rng.hostile(true);
-        client
-            .send_input("rec", text.as_bytes(), false)
-            .await
-            .unwrap_or_else(|e| panic!("case {case} {text:?}: {e}"));
-        expected.extend_from_slice(text.as_bytes());
-        let got = file_bytes(&rec, expected.len()).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&expected),
-            "input case {case} (seed {seed}): {text:?}"
-        );
-        assert_eq!(got, expected, "input case {case} (seed {seed}): {text:?}");
-    }
-
-    // (a') The same through `send-keys -l` and the quoting alone: -H is
-    // what the client uses, this shows the quoted form is exact too.
-    let rec = start_recorder(&tmux, &client, "rec-l").await;
-    let mut expected = Vec::new();
-    for case in 0..CASES {
-        let text = rng.hostile(true);
-        client
-            .run(&["send-keys", "-t", "=rec-l:", "-l", "--", &text])
-            .await
-            .unwrap_or_else(|e| panic!("case {case} {text:?}: {e}"));
-        expected.extend_from_slice(text.as_bytes());
-        let got = file_bytes(&rec, expected.len()).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&expected),
-            "send-keys -l case {case} (seed {seed}): {text:?}"
-        );
+    // (a) Input, through the client's `send-keys -H`, and (a') the same
+    // through `send-keys -l`: the client does not use it, but this shows
+    // the quoted form is exact too.
+    for (name, literal) in [("rec", false), ("rec-l", true)] {
+        let rec = start_recorder(&tmux, &client, name).await;
+        let target = format!("={name}:");
+        let mut expected = Vec::new();
+        for case in 0..CASES {
+            let text = rng.hostile(true);
+            let sent = if literal {
+                client
+                    .run(&["send-keys", "-t", &target, "-l", "--", &text])
+                    .await
+                    .map(drop)
+            } else {
+                client.send_input(name, text.as_bytes(), false).await
+            };
+            sent.unwrap_or_else(|e| panic!("{name} case {case} {text:?}: {e}"));
+            expected.extend_from_slice(text.as_bytes());
+            let got = file_bytes(&rec, expected.len()).await;
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&expected),
+                "{name} case {case} (seed {seed}): {text:?}"
+            );
+            assert_eq!(got, expected, "{name} case {case} (seed {seed}): {text:?}");
+        }
     }
 
     for case in 0..CASES {
