@@ -416,3 +416,94 @@ fn has_channel_source(json: &Value) -> bool {
         .as_array()
         .is_some_and(|s| s.iter().any(|s| s["source"] == "channel"))
 }
+
+/// On a terminal, `shed sessions --watch` keeps one table on the screen and
+/// redraws it in place: new sessions appear as rows under a single header,
+/// and the frame it replaced is gone. A server that stops is shown as
+/// disconnected, and Ctrl-C (typed, so the terminal sends the SIGINT) ends
+/// the watch with status 0.
+#[tokio::test]
+async fn watch_redraws_in_place_on_a_terminal_and_stops_on_ctrl_c() {
+    let mut server = TestServer::start();
+    let cli = Cli::new();
+    cli.add_server(&server, "w1");
+    make_shed(&server, "wt").await;
+    let host = HostTmux::new();
+    let env = cli.env();
+    let shed = env!("CARGO_BIN_EXE_shed");
+    // `exec`, so the pane's status is the watch's own.
+    host.start(
+        "watch",
+        200,
+        40,
+        &env,
+        &format!("exec {shed} sessions --watch"),
+    );
+    const FOOTER: &str = "Watching; Ctrl-C to stop.";
+    let count = |screen: &str, what: &str| screen.lines().filter(|l| l.contains(what)).count();
+    let first = host.wait_for("watch", "the first frame", |s| {
+        s.contains("w1: connected, 0 sessions") && s.contains(FOOTER)
+    });
+    assert!(first.contains("No sessions."), "{first}");
+
+    let sessions = server.url("/api/sheds/wt/sessions");
+    for name in ["one", "two"] {
+        let r = common::http::post(&sessions, &format!(r#"{{"name":"{name}"}}"#)).await;
+        assert_eq!(r.status, 201, "{}", r.json);
+    }
+    // A line holding the footer is only drawn after the whole table, so a
+    // screen with both rows and the footer is one complete frame.
+    let is_row = |line: &str, name: &str| line.split_whitespace().take(3).eq(["w1", "wt", name]);
+    let frame = host.wait_for("watch", "both sessions in the table", |s| {
+        s.contains(FOOTER)
+            && ["one", "two"]
+                .iter()
+                .all(|n| s.lines().any(|l| is_row(l, n)))
+    });
+    let header = |screen: &str| {
+        screen
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .take(3)
+                    .eq(["SERVER", "SHED", "SESSION"])
+            })
+            .count()
+    };
+    assert_eq!(header(&frame), 1, "one header, redrawn in place:\n{frame}");
+    assert_eq!(count(&frame, FOOTER), 1, "one footer:\n{frame}");
+    assert!(
+        !frame.contains("No sessions.") && !frame.contains("connected, 0 sessions"),
+        "the first frame was appended to, not replaced:\n{frame}"
+    );
+
+    // The server stops: the table keeps its rows and names the server as
+    // disconnected while the watch keeps retrying.
+    assert!(server.terminate().success());
+    let frame = host.wait_for("watch", "the server shown as disconnected", |s| {
+        s.contains(FOOTER) && s.lines().any(|l| l.starts_with("w1: disconnected ("))
+    });
+    assert_eq!(header(&frame), 1, "{frame}");
+    assert_eq!(count(&frame, FOOTER), 1, "{frame}");
+    assert!(frame.lines().any(|l| is_row(l, "one")), "{frame}");
+
+    host.keys("watch", &["C-c"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || host.pane_dead("watch")),
+        "Ctrl-C did not end the watch; screen:\n{}",
+        host.screen("watch")
+    );
+    let status = host.run(&[
+        "display-message",
+        "-p",
+        "-t",
+        "watch",
+        "#{pane_dead_status}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout).trim(),
+        "0",
+        "the watch's exit status; screen:\n{}",
+        host.screen("watch")
+    );
+}
