@@ -13,6 +13,9 @@ use shed::server::control::model::{Model, STATE_OPTION};
 use shed::server::control::{Backoff, CONTROL_SESSION};
 use shed::server::tmux::TmuxFailure;
 
+mod common;
+use common::{prop_seed, HostileGen};
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A tmux server of the test's own, and the control client's process.
@@ -290,107 +293,6 @@ async fn values_with_control_characters_cannot_break_the_model() {
     client.kill_session(name).await.expect("kill-session");
 }
 
-/// A deterministic generator (xorshift64), so a failure replays from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn pick(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Text built from what tmux's parser, its format expander, a shell or
-    /// key-name lookup would treat specially, Unicode, and control
-    /// characters other than NUL (line breaks only if `breaks`).
-    fn hostile(&mut self, breaks: bool) -> String {
-        const PIECES: &[&str] = &[
-            ";",
-            "\\;",
-            "\\",
-            "\\\\",
-            "#{",
-            "#(",
-            "#[",
-            "##",
-            "#",
-            "#{pane_id}",
-            "{",
-            "}",
-            "'",
-            "\"",
-            "`",
-            "$",
-            "$HOME",
-            "${X}",
-            "~",
-            "~root",
-            "-",
-            "--",
-            " ",
-            "%if",
-            "%hidden",
-            "=",
-            "a",
-            "Z",
-            "7",
-            "é",
-            "漢",
-            "🦀",
-            "\u{301}",
-            "\u{85}",
-            "\u{2028}",
-            "C-c",
-            "Enter",
-            "\\e",
-            "\\n",
-            "\\001",
-            "\\u0041",
-            ",",
-            ":",
-            "*",
-        ];
-        let mut s = String::new();
-        if self.pick(3) == 0 {
-            s.push('-');
-        }
-        for _ in 0..=self.pick(10) {
-            if self.pick(4) == 0 {
-                let c = match self.pick(33) {
-                    32 => '\u{7f}',
-                    n => char::from(n as u8 + 1),
-                };
-                if breaks || (c != '\n' && c != '\r') {
-                    s.push(c);
-                }
-            } else {
-                s.push_str(PIECES[self.pick(PIECES.len())]);
-            }
-        }
-        match self.pick(3) {
-            0 => s.push(';'),
-            1 => s.push_str("\\;"),
-            _ => {}
-        }
-        s
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("SHED_PROP_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x00c0_ffee_5eed_0011u64)
-        .max(1)
-}
-
 /// Waits for a file to hold at least `len` bytes and returns them.
 async fn file_bytes(path: &Path, len: usize) -> Vec<u8> {
     eventually(Duration::from_secs(10), || {
@@ -426,6 +328,21 @@ async fn session_output(
     got
 }
 
+/// Starts session `name` on a raw tty that records every byte typed into
+/// it but NUL, and returns the file it records to once it exists.
+async fn start_recorder(tmux: &Tmux, client: &ControlClient, name: &str) -> PathBuf {
+    let rec = tmux.path(name);
+    let command = format!("stty raw -echo -iexten; exec cat > '{}'", rec.display());
+    client
+        .new_session(&spec(name, Some(&command), tmux.dir.path()))
+        .await
+        .expect("recorder");
+    eventually(Duration::from_secs(10), || rec.exists().then_some(()))
+        .await
+        .expect("the recorder started");
+    rec
+}
+
 /// The byte-for-byte property of the hardening issue, through control mode:
 /// typed input, a session's command, env values and its working directory.
 #[tokio::test]
@@ -433,62 +350,37 @@ async fn hostile_text_arrives_byte_for_byte() {
     const CASES: usize = 30;
     let tmux = Tmux::new();
     let (client, _child) = tmux.connect().await;
-    let seed = seed();
-    let mut rng = Rng(seed);
+    let seed = prop_seed();
+    let mut rng = HostileGen::new(seed);
     let dir = tmux.dir.path().to_string_lossy().into_owned();
 
-    // (a) Input: a raw tty records every byte but NUL.
-    let rec = tmux.path("rec");
-    let command = format!("stty raw -echo -iexten; exec cat > '{}'", rec.display());
-    client
-        .new_session(&spec("rec", Some(&command), tmux.dir.path()))
-        .await
-        .expect("recorder");
-    eventually(Duration::from_secs(10), || rec.exists().then_some(()))
-        .await
-        .expect("the recorder started");
-    let mut expected = Vec::new();
-    for case in 0..CASES {
-        let text = rng.hostile(true);
-        client
-            .send_input("rec", text.as_bytes(), false)
-            .await
-            .unwrap_or_else(|e| panic!("case {case} {text:?}: {e}"));
-        expected.extend_from_slice(text.as_bytes());
-        let got = file_bytes(&rec, expected.len()).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&expected),
-            "input case {case} (seed {seed}): {text:?}"
-        );
-        assert_eq!(got, expected, "input case {case} (seed {seed}): {text:?}");
-    }
-
-    // (a') The same through `send-keys -l` and the quoting alone: -H is
-    // what the client uses, this shows the quoted form is exact too.
-    let rec = tmux.path("rec-l");
-    let command = format!("stty raw -echo -iexten; exec cat > '{}'", rec.display());
-    client
-        .new_session(&spec("rec-l", Some(&command), tmux.dir.path()))
-        .await
-        .expect("recorder");
-    eventually(Duration::from_secs(10), || rec.exists().then_some(()))
-        .await
-        .expect("the recorder started");
-    let mut expected = Vec::new();
-    for case in 0..CASES {
-        let text = rng.hostile(true);
-        client
-            .run(&["send-keys", "-t", "=rec-l:", "-l", "--", &text])
-            .await
-            .unwrap_or_else(|e| panic!("case {case} {text:?}: {e}"));
-        expected.extend_from_slice(text.as_bytes());
-        let got = file_bytes(&rec, expected.len()).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&expected),
-            "send-keys -l case {case} (seed {seed}): {text:?}"
-        );
+    // (a) Input, through the client's `send-keys -H`, and (a') the same
+    // through `send-keys -l`: the client does not use it, but this shows
+    // the quoted form is exact too.
+    for (name, literal) in [("rec", false), ("rec-l", true)] {
+        let rec = start_recorder(&tmux, &client, name).await;
+        let target = format!("={name}:");
+        let mut expected = Vec::new();
+        for case in 0..CASES {
+            let text = rng.hostile(true);
+            let sent = if literal {
+                client
+                    .run(&["send-keys", "-t", &target, "-l", "--", &text])
+                    .await
+                    .map(drop)
+            } else {
+                client.send_input(name, text.as_bytes(), false).await
+            };
+            sent.unwrap_or_else(|e| panic!("{name} case {case} {text:?}: {e}"));
+            expected.extend_from_slice(text.as_bytes());
+            let got = file_bytes(&rec, expected.len()).await;
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&expected),
+                "{name} case {case} (seed {seed}): {text:?}"
+            );
+            assert_eq!(got, expected, "{name} case {case} (seed {seed}): {text:?}");
+        }
     }
 
     for case in 0..CASES {

@@ -364,17 +364,8 @@ async fn an_open_stream_does_not_hold_up_shutdown() {
 async fn sessions_made_anywhere_arrive_as_events() {
     let server = TestServer::start();
     make_shed(&server, "live").await;
-    // The channel serves once it is up: a probe session listed with
-    // `source: channel` says so.
+    wait_for_channel(&server, "live").await;
     let sessions_url = server.url("/api/sheds/live/sessions");
-    let r = common::http::post(&sessions_url, r#"{"name":"probe"}"#).await;
-    assert_eq!(r.status, 201, "{}", r.json);
-    let (up, last) = eventually(Duration::from_secs(30), || async {
-        let r = common::http::get(&sessions_url).await;
-        (has_channel_source(&r.json), r.json)
-    })
-    .await;
-    assert!(up, "no control channel came up: {last}");
     let mut events = Events::open(&server.url("/api/events?shed=live"), &[]).await;
 
     let r = common::http::post(&sessions_url, r#"{"name":"viaapi"}"#).await;
@@ -410,9 +401,104 @@ async fn sessions_made_anywhere_arrive_as_events() {
         .await;
 }
 
+/// Makes session `probe` in `shed` and waits until it is listed with
+/// `source: channel`: the channel serves, and sessions made from now on are
+/// news (those made before it opened are its baseline, and raise no event).
+async fn wait_for_channel(server: &TestServer, shed: &str) {
+    let url = server.url(&format!("/api/sheds/{shed}/sessions"));
+    let r = common::http::post(&url, r#"{"name":"probe"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let (up, last) = eventually(Duration::from_secs(30), || async {
+        let r = common::http::get(&url).await;
+        (has_channel_source(&r.json), r.json)
+    })
+    .await;
+    assert!(up, "no control channel came up: {last}");
+}
+
 /// Whether a session list answered with `source: channel` on any session.
 fn has_channel_source(json: &Value) -> bool {
     json["sessions"]
         .as_array()
         .is_some_and(|s| s.iter().any(|s| s["source"] == "channel"))
+}
+
+/// On a terminal, `shed sessions --watch` keeps one table on the screen and
+/// redraws it in place: a new session appears as a row under the single
+/// header, and the frame it replaced is gone. A server that stops is shown
+/// as disconnected, and Ctrl-C (typed, so the terminal sends the SIGINT)
+/// ends the watch with status 0.
+#[tokio::test]
+async fn watch_redraws_in_place_on_a_terminal_and_stops_on_ctrl_c() {
+    const FOOTER: &str = "Watching; Ctrl-C to stop.";
+    let mut server = TestServer::start();
+    let cli = Cli::new();
+    cli.add_server(&server, "w1");
+    make_shed(&server, "wt").await;
+    // Leaves session `probe` in the first frame.
+    wait_for_channel(&server, "wt").await;
+    let host = HostTmux::new();
+    let shed = env!("CARGO_BIN_EXE_shed");
+    // `exec`, so the pane's status is the watch's own.
+    let watch = format!("exec {shed} sessions --watch");
+    host.start("watch", 200, 40, &cli.env(), &watch);
+    let is_row = |line: &str, name: &str| line.split_whitespace().take(3).eq(["w1", "wt", name]);
+    let header = |screen: &str| {
+        let is_header = |l: &&str| {
+            l.split_whitespace()
+                .take(3)
+                .eq(["SERVER", "SHED", "SESSION"])
+        };
+        screen.lines().filter(is_header).count()
+    };
+    let footers = |screen: &str| screen.lines().filter(|l| l.contains(FOOTER)).count();
+    // The footer is drawn after the whole table, so a screen that shows it
+    // holds one complete frame.
+    let first = host.wait_for_up_to(EVENT_WAIT, "watch", "the first frame", |s| {
+        s.contains(FOOTER) && s.lines().any(|l| is_row(l, "probe"))
+    });
+    assert_eq!(header(&first), 1, "{first}");
+
+    let r = common::http::post(&server.url("/api/sheds/wt/sessions"), r#"{"name":"two"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let frame = host.wait_for_up_to(EVENT_WAIT, "watch", "the new session in the table", |s| {
+        s.contains(FOOTER) && s.lines().any(|l| is_row(l, "two"))
+    });
+    assert!(frame.lines().any(|l| is_row(l, "probe")), "{frame}");
+    // Appended frames would stack up on the 40 rows; one was replaced.
+    assert_eq!(header(&frame), 1, "one header, redrawn in place:\n{frame}");
+    assert_eq!(footers(&frame), 1, "one footer:\n{frame}");
+
+    // The server stops: the table keeps its rows and names the server as
+    // disconnected while the watch keeps retrying.
+    assert!(server.terminate().success());
+    let frame = host.wait_for_up_to(
+        EVENT_WAIT,
+        "watch",
+        "the server shown as disconnected",
+        |s| s.contains(FOOTER) && s.lines().any(|l| l.starts_with("w1: disconnected (")),
+    );
+    assert_eq!(header(&frame), 1, "{frame}");
+    assert_eq!(footers(&frame), 1, "{frame}");
+    assert!(frame.lines().any(|l| is_row(l, "two")), "{frame}");
+
+    host.keys("watch", &["C-c"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || host.pane_dead("watch")),
+        "Ctrl-C did not end the watch; screen:\n{}",
+        host.screen("watch")
+    );
+    let status = host.run(&[
+        "display-message",
+        "-p",
+        "-t",
+        "watch",
+        "#{pane_dead_status}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout).trim(),
+        "0",
+        "the watch's exit status; screen:\n{}",
+        host.screen("watch")
+    );
 }

@@ -12,6 +12,7 @@ pub mod browser;
 mod cli;
 mod events;
 pub mod fake_api;
+mod hostile_text;
 pub mod http;
 mod image;
 pub mod receiver;
@@ -22,6 +23,7 @@ mod tmux;
 
 pub use cli::*;
 pub use events::*;
+pub use hostile_text::*;
 pub use image::*;
 pub use server::*;
 pub use sheds::*;

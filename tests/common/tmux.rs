@@ -71,8 +71,19 @@ impl HostTmux {
 
     /// Waits until the screen satisfies `check`; panics with the screen if not.
     pub fn wait_for(&self, session: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        self.wait_for_up_to(Duration::from_secs(15), session, what, check)
+    }
+
+    /// [`Self::wait_for`] with a deadline of `limit`.
+    pub fn wait_for_up_to(
+        &self,
+        limit: Duration,
+        session: &str,
+        what: &str,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         let mut last = String::new();
-        let ok = wait_until(Duration::from_secs(15), || {
+        let ok = wait_until(limit, || {
             last = self.screen(session);
             check(&last)
         });

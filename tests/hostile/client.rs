@@ -428,13 +428,7 @@ fn on_a_terminal_the_fingerprint_is_shown_and_asked_for() {
     let fake = FakeApi::plain();
     let cli = Cli::new();
     let host = crate::common::HostTmux::new();
-    let env = [
-        (
-            "SHED_CONFIG",
-            cli.config_path().to_string_lossy().into_owned(),
-        ),
-        ("HOME", cli.dir.path().to_string_lossy().into_owned()),
-    ];
+    let env = cli.env();
     let add = format!(
         "{} server add 127.0.0.1 --port {}",
         env!("CARGO_BIN_EXE_shed"),

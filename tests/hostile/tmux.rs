@@ -7,67 +7,6 @@ use std::time::Duration;
 use crate::common::http::{delete, get, post};
 use crate::common::*;
 
-/// A small deterministic generator (xorshift64*), so a failing case can be
-/// replayed from the seed printed with it.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A string made of pieces tmux, a shell or a format parser would
-    /// treat specially, plus Unicode and every control character but NUL.
-    fn hostile(&mut self, newlines: bool) -> String {
-        const PIECES: &[&str] = &[
-            ";", "\\;", "\\", "\\\\;", "#{", "#(", "#[", "}", ")", "##", "#", "'", "\"", "`", "$",
-            "$(", "-", "--", " ", "~", "*", "{", "a", "Z", "0", "é", "漢", "😀", "\u{301}",
-            "\u{85}", "\u{200b}", "C-c", "Enter", "%", ",",
-        ];
-        let mut s = String::new();
-        if self.below(4) == 0 {
-            s.push('-');
-        }
-        for _ in 0..self.below(12) + 1 {
-            if self.below(5) == 0 {
-                // A control character: 0x01..=0x1f or DEL.
-                let c = match self.below(33) {
-                    32 => '\u{7f}',
-                    n => char::from(n as u8 + 1),
-                };
-                if newlines || (c != '\n' && c != '\r') {
-                    s.push(c);
-                }
-            } else {
-                s.push_str(PIECES[self.below(PIECES.len())]);
-            }
-        }
-        match self.below(4) {
-            0 => s.push(';'),
-            1 => s.push_str("\\;"),
-            _ => {}
-        }
-        s
-    }
-}
-
-/// Seed for the generators; `SHED_PROP_SEED` replays a failure.
-fn seed() -> u64 {
-    std::env::var("SHED_PROP_SEED")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(0x5eed_cafe_f00d_0001)
-        // xorshift never leaves the all-zero state.
-        .max(1)
-}
-
 /// `docker exec CONTAINER ARGS` with the raw bytes of stdout.
 fn exec_bytes(container: &str, args: &[&str]) -> Vec<u8> {
     let out = Command::new("docker")
@@ -157,7 +96,7 @@ async fn input_arrives_exactly(path: Path, sessions: &str, container: &str, case
     })
     .await;
     assert!(ready, "the recorder did not start");
-    let mut gen = Gen(seed());
+    let mut gen = HostileGen::new(prop_seed());
     let mut expected: Vec<u8> = Vec::new();
     for case in 0..cases {
         let text = gen.hostile(true);
@@ -173,7 +112,7 @@ async fn input_arrives_exactly(path: Path, sessions: &str, container: &str, case
         assert!(
             done && got == expected,
             "case {case} (seed {}): sent {text:?}\nexpected {:?}\n     got {:?}",
-            seed(),
+            prop_seed(),
             String::from_utf8_lossy(&expected),
             String::from_utf8_lossy(&got)
         );
@@ -190,7 +129,7 @@ async fn input_arrives_exactly(path: Path, sessions: &str, container: &str, case
 /// prints the env value, and `pwd -P` names the hostile directory. Each
 /// create must be answered by `path`.
 async fn session_args_arrive_exactly(path: Path, sessions: &str, container: &str, cases: usize) {
-    let mut gen = Gen(seed() ^ 0x00c0_ffee);
+    let mut gen = HostileGen::new(prop_seed() ^ 0x00c0_ffee);
     for case in 0..cases {
         // The recording part comes first and the hostile text follows in a
         // comment, so whatever it contains the records are written.
@@ -224,7 +163,7 @@ async fn session_args_arrive_exactly(path: Path, sessions: &str, container: &str
             r.status,
             201,
             "case {case} (seed {}): command {command:?} cwd {cwd:?}: {}",
-            seed(),
+            prop_seed(),
             r.json
         );
         assert_eq!(r.json["source"], path.source(), "case {case}: {}", r.json);
@@ -245,21 +184,21 @@ async fn session_args_arrive_exactly(path: Path, sessions: &str, container: &str
             String::from_utf8_lossy(last),
             command,
             "case {case} (seed {}): command changed on its way to sh -c",
-            seed()
+            prop_seed()
         );
         let env = exec_bytes(container, &["cat", &format!("/tmp/e{case}")]);
         assert_eq!(
             String::from_utf8_lossy(&env),
             value,
             "case {case} (seed {}): env value changed",
-            seed()
+            prop_seed()
         );
         let pwd = exec_bytes(container, &["cat", &format!("/tmp/p{case}")]);
         assert_eq!(
             String::from_utf8_lossy(&pwd),
             format!("{cwd}\n"),
             "case {case} (seed {}): cwd changed",
-            seed()
+            prop_seed()
         );
         let r = delete(&format!("{sessions}/s{case}")).await;
         assert_eq!(r.status, 204, "{}", r.json);
