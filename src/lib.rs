@@ -10,3 +10,4 @@ pub mod api;
 pub mod client;
 pub mod files;
 pub mod server;
+pub mod web;

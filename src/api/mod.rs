@@ -418,6 +418,10 @@ pub enum ErrorCode {
     DeleteIncomplete,
     /// The session's command has exited, so it takes no input.
     SessionExited,
+    /// The server has as many browser terminals open as it allows.
+    TooManyTerminals,
+    /// `shed ui` could not get an answer from the server it relays to.
+    ServerUnreachable,
 }
 
 impl ErrorCode {
@@ -452,6 +456,8 @@ impl ErrorCode {
             ErrorCode::VolumeConflict => "VOLUME_CONFLICT",
             ErrorCode::DeleteIncomplete => "DELETE_INCOMPLETE",
             ErrorCode::SessionExited => "SESSION_EXITED",
+            ErrorCode::TooManyTerminals => "TOO_MANY_TERMINALS",
+            ErrorCode::ServerUnreachable => "SERVER_UNREACHABLE",
         }
     }
 }
@@ -515,6 +521,7 @@ mod tests {
             ErrorCode::TmuxNotAvailable,
             ErrorCode::Forbidden,
             ErrorCode::RequestTimeout,
+            ErrorCode::ServerUnreachable,
         ] {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().into()));

@@ -50,6 +50,15 @@ pub enum ApiError {
     /// The request body did not arrive in time.
     #[error("the request body did not arrive in time")]
     RequestTimeout,
+    /// Every browser terminal slot is taken.
+    #[error("this server has {0} browser terminals open, the most it allows; close one first")]
+    TooManyTerminals(usize),
+    /// `shed ui`: the server a request was for gave no answer.
+    #[error("{0}")]
+    Upstream(String),
+    /// `shed ui`: no configured server has that name.
+    #[error("no configured server named {0:?}")]
+    UnknownServer(String),
 }
 
 /// What the client is told instead of an internal error's detail.
@@ -75,6 +84,9 @@ impl ApiError {
             ApiError::Panic => (S::INTERNAL_SERVER_ERROR, C::Internal),
             ApiError::Forbidden(_) => (S::FORBIDDEN, C::Forbidden),
             ApiError::RequestTimeout => (S::REQUEST_TIMEOUT, C::RequestTimeout),
+            ApiError::TooManyTerminals(_) => (S::SERVICE_UNAVAILABLE, C::TooManyTerminals),
+            ApiError::Upstream(_) => (S::BAD_GATEWAY, C::ServerUnreachable),
+            ApiError::UnknownServer(_) => (S::NOT_FOUND, C::NotFound),
             ApiError::Backend(e) => match e {
                 B::ShedNotFound(_) => (S::NOT_FOUND, C::ShedNotFound),
                 B::ShedExists(_) | B::ShedBeingCreated(_) => (S::CONFLICT, C::ShedExists),
