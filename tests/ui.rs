@@ -6,7 +6,13 @@ mod common;
 
 use common::http::{send, Reply};
 use common::*;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+/// How long a terminal may take to open or to echo.
+const WS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const TOKEN_ONE: &str = "ui-token-one-0123456789";
 const TOKEN_TWO: &str = "ui-token-two-0123456789";
@@ -16,7 +22,8 @@ const TOKEN_TWO: &str = "ui-token-two-0123456789";
 struct Setup {
     one: TestServer,
     two: TestServer,
-    cli: Cli,
+    /// Holds the config (and HOME) `shed ui` runs with.
+    _cli: Cli,
     ui: UiProcess,
 }
 
@@ -47,7 +54,12 @@ impl Setup {
             &host_key_fingerprint(&two),
         ]);
         let ui = UiProcess::start(&cli, &[]);
-        Setup { one, two, cli, ui }
+        Setup {
+            one,
+            two,
+            _cli: cli,
+            ui,
+        }
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
@@ -125,7 +137,76 @@ async fn shed_ui_relays_each_servers_api_events_and_nothing_secret() {
             g.kind == "session.created" && g.json["session"] == "fresh"
         })
         .await;
-    assert!(s.cli.config_path().exists());
+
+    // The terminal WebSocket, relayed to the TLS server's: typed input
+    // reaches the session and its echo comes back.
+    let terminal = "/s/two/api/sheds/live/sessions/fresh/terminal?cols=100&rows=30";
+    let mut ws = open_ws(&s.ui.url(terminal), None)
+        .await
+        .expect("terminal opens");
+    ws.send(Ws::Binary(
+        "echo ui-$((6*7))-ok\r".as_bytes().to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    let screen = read_until(&mut ws, "ui-42-ok").await;
+    assert!(screen.contains("ui-42-ok"), "{screen}");
+    let _ = ws.close(None).await;
+
+    // The server's refusals pass through before any upgrade.
+    let missing = "/s/two/api/sheds/live/sessions/nope/terminal";
+    let (status, body) = open_ws(&s.ui.url(missing), None).await.unwrap_err();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("SESSION_NOT_FOUND"), "{body}");
+    // Another web site cannot open a terminal.
+    let (status, body) = open_ws(&s.ui.url(terminal), Some("http://evil.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(status, 403, "{body}");
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket at `url` (http: becomes ws:), with `origin` if given;
+/// the status and body of a refusal otherwise.
+async fn open_ws(url: &str, origin: Option<&str>) -> Result<Socket, (u16, String)> {
+    let mut request = url
+        .replacen("http:", "ws:", 1)
+        .into_client_request()
+        .unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    match tokio::time::timeout(WS_WAIT, tokio_tungstenite::connect_async(request)).await {
+        Ok(Ok((socket, _))) => Ok(socket),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => Err((
+            response.status().as_u16(),
+            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Ok(Err(e)) => panic!("WebSocket {url}: {e}"),
+        Err(_) => panic!("WebSocket {url}: no answer within {WS_WAIT:?}"),
+    }
+}
+
+/// Terminal output until it contains `want` or [`WS_WAIT`] passes.
+async fn read_until(ws: &mut Socket, want: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WS_WAIT;
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Ws::Binary(bytes)))) => seen.extend_from_slice(&bytes),
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!(
+                "terminal ended ({other:?}); saw {:?}",
+                String::from_utf8_lossy(&seen)
+            ),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
 }
 
 /// Creates shed `name` on `server` through `shed ui`.

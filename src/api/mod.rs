@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod idle;
 pub mod names;
 pub mod snapshot;
+pub mod ui;
 
 pub use names::{validate_session_name, validate_shed_name, NameError};
 
@@ -418,6 +419,8 @@ pub enum ErrorCode {
     DeleteIncomplete,
     /// The session's command has exited, so it takes no input.
     SessionExited,
+    /// A WebSocket endpoint was called without a WebSocket upgrade.
+    UpgradeRequired,
     /// The server has as many browser terminals open as it allows.
     TooManyTerminals,
     /// `shed ui` could not get an answer from the server it relays to.
@@ -456,6 +459,7 @@ impl ErrorCode {
             ErrorCode::VolumeConflict => "VOLUME_CONFLICT",
             ErrorCode::DeleteIncomplete => "DELETE_INCOMPLETE",
             ErrorCode::SessionExited => "SESSION_EXITED",
+            ErrorCode::UpgradeRequired => "UPGRADE_REQUIRED",
             ErrorCode::TooManyTerminals => "TOO_MANY_TERMINALS",
             ErrorCode::ServerUnreachable => "SERVER_UNREACHABLE",
         }
@@ -521,6 +525,8 @@ mod tests {
             ErrorCode::TmuxNotAvailable,
             ErrorCode::Forbidden,
             ErrorCode::RequestTimeout,
+            ErrorCode::UpgradeRequired,
+            ErrorCode::TooManyTerminals,
             ErrorCode::ServerUnreachable,
         ] {
             let json = serde_json::to_value(code).unwrap();

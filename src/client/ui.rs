@@ -17,30 +17,30 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite;
 
+use crate::api::ui::{UiServer, UiServers};
 use crate::client::api_client::{ApiClient, ClientError, RawConnection};
 use crate::client::config::is_valid_server_name;
 use crate::server::error::ApiError;
-use crate::server::http::{with_host_guard, HostPolicy};
+use crate::server::http::{page, with_host_guard, HostPolicy};
 
 /// The port `shed ui` listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8765;
 /// Connections the page may hold at once (the listener's cap).
 pub const MAX_CONNECTIONS: usize = 64;
 /// Terminal WebSockets relayed at once.
-pub const MAX_TERMINALS: usize = 64;
+pub const MAX_TERMINALS: usize = crate::server::http::terminal::MAX_TERMINALS;
 /// Largest request body relayed; the API takes at most 64 KiB.
 pub const MAX_REQUEST_BYTES: usize = crate::server::http::MAX_BODY_BYTES;
 /// Largest WebSocket message from the browser (the terminal's input).
-pub const MAX_WS_INPUT: usize = 64 * 1024;
+pub const MAX_WS_INPUT: usize = crate::server::http::terminal::MAX_FRAME_BYTES;
 /// Largest WebSocket message from a server (a burst of terminal output).
 pub const MAX_WS_OUTPUT: usize = 1024 * 1024;
 /// Longest relayed request, a create cloning a large repository included;
@@ -65,20 +65,6 @@ const FORWARDED_RESPONSE_HEADERS: [header::HeaderName; 3] = [
     header::CACHE_CONTROL,
     header::RETRY_AFTER,
 ];
-
-/// One server as the page sees it.
-#[derive(Debug, Serialize)]
-struct UiServer {
-    name: String,
-    base: String,
-}
-
-/// `GET /ui/servers`.
-#[derive(Debug, Serialize)]
-struct UiServers {
-    servers: Vec<UiServer>,
-    read_only: bool,
-}
 
 struct UiState {
     servers: BTreeMap<String, ApiClient>,
@@ -112,43 +98,19 @@ pub fn router(servers: Vec<ApiClient>) -> Router {
     with_host_guard(router, policy)
 }
 
-/// Headers every page response carries: no sniffing, no framing, and
-/// scripts, styles and connections from this origin only.
-fn page_response(content_type: &'static str, body: Body) -> Response {
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; \
-             frame-ancestors 'none'",
-        ),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    response
-}
-
-async fn index() -> Response {
+async fn index(headers: HeaderMap) -> Response {
     match crate::web::asset("index.html") {
-        Some(a) => page_response(a.content_type, Body::from(a.body)),
+        Some(a) => page(StatusCode::OK, &headers, a.content_type, a.body),
         None => ApiError::NotFound.into_response(),
     }
 }
 
-async fn asset(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+async fn asset(
+    axum::extract::Path(path): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match crate::web::asset(&path) {
-        Some(a) => page_response(a.content_type, Body::from(a.body)),
+        Some(a) => page(StatusCode::OK, &headers, a.content_type, a.body),
         None => ApiError::NotFound.into_response(),
     }
 }

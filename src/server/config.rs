@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub env_file: Option<PathBuf>,
     /// Bearer token required on every endpoint except `/api/health`.
     pub api_token: Option<String>,
+    /// A second token that may only read: GET and HEAD, and a browser
+    /// terminal that shows but takes no input.
+    pub api_token_read_only: Option<String>,
     /// Allows a non-loopback `bind` without `api_token`.
     pub insecure_no_auth: bool,
     /// authorized_keys file for the SSH gateway; default `data_dir/authorized_keys`.
@@ -130,6 +133,7 @@ impl Default for ServerConfig {
             mounts: Vec::new(),
             env_file: None,
             api_token: None,
+            api_token_read_only: None,
             insecure_no_auth: false,
             authorized_keys: None,
             allow_any_key: false,
@@ -338,12 +342,35 @@ impl ServerConfig {
                 ));
             }
         }
-        if let Some(token) = &self.api_token {
-            if token.len() < 8 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(invalid(
-                    "api_token",
-                    "must be at least 8 characters with no whitespace".into(),
-                ));
+        for (key, token) in [
+            ("api_token", &self.api_token),
+            ("api_token_read_only", &self.api_token_read_only),
+        ] {
+            if let Some(token) = token {
+                if token.len() < 8 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(invalid(
+                        key,
+                        "must be at least 8 characters with no whitespace".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(read_only) = &self.api_token_read_only {
+            // Without api_token everything is open, so a read-only token would restrict nothing.
+            match &self.api_token {
+                None => {
+                    return Err(invalid(
+                        "api_token_read_only",
+                        "needs api_token: without it every request is allowed anyway".into(),
+                    ))
+                }
+                Some(full) if full == read_only => {
+                    return Err(invalid(
+                        "api_token_read_only",
+                        "must differ from api_token".into(),
+                    ))
+                }
+                Some(_) => {}
             }
         }
         if !self.bind.is_loopback() && self.api_token.is_none() && !self.insecure_no_auth {
@@ -672,6 +699,21 @@ mod tests {
             )
             .unwrap();
         assert_eq!(m.rule, "claude/busy-line");
+    }
+
+    #[test]
+    fn a_read_only_token_needs_a_different_full_token() {
+        let err = parse("api_token_read_only = \"viewer-0123456\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_token_read_only"), "{err}");
+        let same = "api_token = \"same-0123456\"\napi_token_read_only = \"same-0123456\"\n";
+        assert!(parse(same).unwrap_err().to_string().contains("differ"));
+        let short = "api_token = \"full-0123456\"\napi_token_read_only = \"short\"\n";
+        assert!(parse(short).is_err());
+        let ok = parse("api_token = \"full-0123456\"\napi_token_read_only = \"viewer-0123456\"\n")
+            .unwrap();
+        assert_eq!(ok.api_token_read_only.as_deref(), Some("viewer-0123456"));
     }
 
     #[test]

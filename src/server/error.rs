@@ -1,6 +1,6 @@
 //! The one place where failures become HTTP responses.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -50,6 +50,12 @@ pub enum ApiError {
     /// The request body did not arrive in time.
     #[error("the request body did not arrive in time")]
     RequestTimeout,
+    /// The body is not declared as a form.
+    #[error("expected a form body with Content-Type: application/x-www-form-urlencoded")]
+    NotForm,
+    /// A WebSocket endpoint was called as plain HTTP.
+    #[error("this endpoint is a WebSocket: {0}")]
+    UpgradeRequired(String),
     /// Every browser terminal slot is taken.
     #[error("this server has {0} browser terminals open, the most it allows; close one first")]
     TooManyTerminals(usize),
@@ -84,6 +90,8 @@ impl ApiError {
             ApiError::Panic => (S::INTERNAL_SERVER_ERROR, C::Internal),
             ApiError::Forbidden(_) => (S::FORBIDDEN, C::Forbidden),
             ApiError::RequestTimeout => (S::REQUEST_TIMEOUT, C::RequestTimeout),
+            ApiError::NotForm => (S::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),
+            ApiError::UpgradeRequired(_) => (S::UPGRADE_REQUIRED, C::UpgradeRequired),
             ApiError::TooManyTerminals(_) => (S::SERVICE_UNAVAILABLE, C::TooManyTerminals),
             ApiError::Upstream(_) => (S::BAD_GATEWAY, C::ServerUnreachable),
             ApiError::UnknownServer(_) => (S::NOT_FOUND, C::NotFound),
@@ -172,19 +180,40 @@ pub async fn log_failures(request: Request, next: Next) -> Response {
     response
 }
 
+/// Whether the listener's body deadline is what failed a body extractor.
+fn is_body_timeout(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<crate::server::listener::BodyTimeout>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
-        while let Some(e) = cause {
-            if e.is::<crate::server::listener::BodyTimeout>() {
-                return ApiError::RequestTimeout;
-            }
-            cause = e.source();
+        if is_body_timeout(&rejection) {
+            return ApiError::RequestTimeout;
         }
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
             _ => ApiError::InvalidRequest(format!("invalid JSON body: {}", rejection.body_text())),
+        }
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        if is_body_timeout(&rejection) {
+            return ApiError::RequestTimeout;
+        }
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::NotForm,
+            _ => ApiError::InvalidRequest(format!("invalid form body: {}", rejection.body_text())),
         }
     }
 }

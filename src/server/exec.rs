@@ -1,5 +1,5 @@
 //! The interactive-exec seam: what a terminal front end (the SSH gateway,
-//! later the browser terminal) needs from the container engine, with no
+//! the browser terminal) needs from the container engine, with no
 //! engine or transport types in it. [`crate::server::docker::DockerBackend`]
 //! implements it for real; tests use an in-memory fake.
 
@@ -94,6 +94,29 @@ pub trait InteractiveExec: Send + Sync + 'static {
                 }
             }
         }
+    }
+}
+
+/// How long a hung-up process gets between SIGHUP and SIGKILL.
+pub const HANGUP_GRACE: Duration = Duration::from_secs(2);
+
+/// The client of process `exec_id` left: hang up on the process like a
+/// closing terminal would, then kill it if it lingers. What runs inside
+/// tmux is its own session and is not touched.
+pub async fn hang_up(exec: &dyn InteractiveExec, shed: &str, exec_id: &str) {
+    if let Err(e) = exec.signal(shed, exec_id, "HUP").await {
+        tracing::warn!(shed, error = ?e.to_string(), "hanging up the exec failed");
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + HANGUP_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        if !matches!(exec.exit_code(exec_id).await, Ok(None)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Err(e) = exec.signal(shed, exec_id, "KILL").await {
+        tracing::warn!(shed, error = ?e.to_string(), "killing the exec failed");
     }
 }
 

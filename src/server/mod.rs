@@ -113,6 +113,10 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         },
         default_image: config.default_image.clone(),
         api_token: config.api_token.as_deref().map(Arc::from),
+        api_token_read_only: config.api_token_read_only.as_deref().map(Arc::from),
+        tls: config.tls_enabled(),
+        exec: backend.clone(),
+        terminals: http::terminal::Terminals::default(),
         ssh_host_key: Some(ssh_public),
         sessions: sessions::Sessions::new(
             backend.clone(),

@@ -1,7 +1,9 @@
-//! The HTTP API: the router, its shared state, the token check and the
-//! Host/Origin guard. Handlers live per resource (`sheds`, `sessions`,
-//! `meta`), extractors in `extract`, the OpenAPI document in `openapi`.
+//! The HTTP API: the router, its shared state and the Host/Origin guard.
+//! Handlers live per resource (`sheds`, `sessions`, `meta`, the web page in
+//! `web` and its terminal in `terminal`), the token check in `auth`,
+//! extractors in `extract`, the OpenAPI document in `openapi`.
 
+pub mod auth;
 mod events;
 pub mod extract;
 mod hooks;
@@ -10,6 +12,8 @@ pub mod openapi;
 mod sessions;
 mod sheds;
 mod snapshots;
+pub mod terminal;
+mod web;
 
 use std::sync::Arc;
 
@@ -20,7 +24,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
-use subtle::ConstantTimeEq;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -35,6 +38,7 @@ pub use openapi::ApiDoc;
 pub use sessions::OutputParams;
 pub use sheds::DeleteParams;
 pub use snapshots::RestoreParams;
+pub use web::page;
 
 /// Largest request body accepted; create bodies are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -50,6 +54,14 @@ pub struct AppState {
     pub default_image: String,
     /// Bearer token, when auth is on.
     pub api_token: Option<Arc<str>>,
+    /// The token that may only read (GET and HEAD, terminals without input).
+    pub api_token_read_only: Option<Arc<str>>,
+    /// Whether the API is served over TLS, so the login cookie is `Secure`.
+    pub tls: bool,
+    /// Terminal processes in sheds, for the browser terminal.
+    pub exec: Arc<dyn crate::server::exec::InteractiveExec>,
+    /// The browser terminals open, bounded.
+    pub terminals: terminal::Terminals,
     /// The SSH gateway's public host key, OpenSSH format.
     pub ssh_host_key: Option<String>,
     /// Session operations, with concurrent reads coalesced.
@@ -154,6 +166,16 @@ fn routes() -> Vec<ApiRoute> {
             snapshots::restore_snapshot,
         ),
         route(Method::GET, "/api/events", events::events),
+        route(
+            Method::GET,
+            "/api/sheds/{name}/sessions/{session}/terminal",
+            terminal::terminal,
+        ),
+        route(Method::GET, "/", web::index).public(),
+        route(Method::GET, "/assets/{*path}", web::asset).public(),
+        route(Method::POST, "/login", web::login).public(),
+        route(Method::POST, "/logout", web::logout).public(),
+        route(Method::GET, "/ui/servers", web::ui_servers),
     ]
 }
 
@@ -165,7 +187,10 @@ pub fn router(state: AppState) -> Router {
     let protected = protected
         .into_iter()
         .fold(Router::new(), register)
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     public
         .into_iter()
         .fold(Router::new(), register)
@@ -181,27 +206,6 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
-}
-
-/// Middleware: refuses requests without the bearer token, when one is set.
-async fn require_token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if let Some(expected) = &state.api_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        // Constant time, so the token cannot be guessed byte by byte from timings.
-        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-            return Err(ApiError::Unauthorized);
-        }
-    }
-    Ok(next.run(request).await)
 }
 
 /// Which `Host` and `Origin` headers the API answers, against DNS rebinding
@@ -369,3 +373,5 @@ pub fn with_host_guard(router: Router, policy: HostPolicy) -> Router {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod web_tests;

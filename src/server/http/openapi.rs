@@ -8,7 +8,9 @@ use axum::Json;
 // Globs bring in utoipa's `__path_*` companions; named by a bare ident, an
 // operation gets no module tag, as before the split.
 use super::AppState;
-use super::{events::*, hooks::*, meta::*, sessions::*, sheds::*, snapshots::*};
+use super::{
+    events::*, hooks::*, meta::*, sessions::*, sheds::*, snapshots::*, terminal::*, web::*,
+};
 use crate::api::ErrorBody;
 
 /// The OpenAPI description of this API, generated from the handlers.
@@ -19,7 +21,7 @@ use crate::api::ErrorBody;
         health, info, ssh_host_key, list_sheds, create_shed, get_shed, delete_shed, start_shed,
         stop_shed, install_hooks, list_sessions, create_session, get_session, kill_session,
         session_output, session_agent, send_input, all_sessions, get_snapshot, restore_snapshot,
-        events, openapi_json
+        events, openapi_json, terminal, index, asset, login, logout, ui_servers
     ),
     // What an event stream's `data:` carries, for clients that parse it.
     components(schemas(crate::api::events::Event, crate::api::events::EventKind)),
@@ -209,9 +211,10 @@ mod tests {
                     .map(move |method| (method.to_uppercase(), path.clone()))
             })
             .collect();
+        // axum's catch-all `{*path}` is OpenAPI's plain `{path}`.
         let registered: BTreeSet<(String, String)> = super::super::routes()
             .iter()
-            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .map(|r| (r.method.to_string(), r.path.replace("{*", "{")))
             .collect();
         let missing: Vec<_> = registered.difference(&documented).collect();
         assert!(

@@ -15,12 +15,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::validate_shed_name;
 use crate::server::backend::BackendError;
-use crate::server::exec::{ExecRequest, ExecSession, InteractiveExec, OutputChunk, TtySize};
+use crate::server::exec::{
+    hang_up, ExecRequest, ExecSession, InteractiveExec, OutputChunk, TtySize,
+};
 
 /// How long a login waits for a stopped shed to come up.
 const START_WAIT: Duration = Duration::from_secs(10);
-/// How long a hung-up process gets between SIGHUP and SIGKILL.
-pub(super) const HANGUP_GRACE: Duration = Duration::from_secs(2);
 /// Requests queued for one channel before the connection waits; a client
 /// gets an answer to each before its next packet is read, so one suffices.
 pub(super) const EVENT_QUEUE: usize = 4;
@@ -441,26 +441,6 @@ pub(super) async fn forward(
             let _ = writer.eof().await;
             let _ = writer.close().await;
         }
-    }
-}
-
-/// The client left: hang up on the process like a closing terminal would,
-/// then kill it if it lingers. What runs inside tmux is its own session and
-/// is not touched.
-async fn hang_up(backend: &dyn InteractiveExec, shed: &str, exec_id: &str) {
-    if let Err(e) = backend.signal(shed, exec_id, "HUP").await {
-        tracing::warn!(shed, error = ?e.to_string(), "hanging up the exec failed");
-        return;
-    }
-    let deadline = tokio::time::Instant::now() + HANGUP_GRACE;
-    while tokio::time::Instant::now() < deadline {
-        if !matches!(backend.exit_code(exec_id).await, Ok(None)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if let Err(e) = backend.signal(shed, exec_id, "KILL").await {
-        tracing::warn!(shed, error = ?e.to_string(), "killing the exec failed");
     }
 }
 

@@ -230,7 +230,7 @@ async fn a_hang_up_that_ends_the_process_sends_no_kill() {
         run(Script::Forever { ignore_hup: false }, "sleep infinity").await;
     channel.close().await.unwrap();
     assert_eq!(fake.signals(0, 1).await, ["HUP"]);
-    tokio::time::sleep(super::channel::HANGUP_GRACE + Duration::from_millis(500)).await;
+    tokio::time::sleep(crate::server::exec::HANGUP_GRACE + Duration::from_millis(500)).await;
     assert_eq!(fake.signals(0, 2).await, ["HUP"]);
 }
 
