@@ -24,6 +24,9 @@ command -v curl >/dev/null || missing+=(curl)
 # schemathesis (scripts/api-fuzz.sh) comes from PyPI through pip.
 command -v python3 >/dev/null || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# tests/web.rs drives the web page in a real headless Chromium over WebDriver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "prereqs: installing ${missing[*]} for the tests"
     apt_install $(printf '%s\n' "${missing[@]}" | sort -u)

@@ -1,40 +1,86 @@
-//! The web dashboard's page, embedded in the binary. A placeholder until
-//! the page itself lands: one index that says "shed", and the login form.
+//! The web page (issue 14): its HTML, CSS and JavaScript, and the vendored
+//! xterm.js, embedded in the binary so serving the page needs no build step,
+//! no files beside the binary and no CDN. The HTTP side (routes, cookie
+//! login, the terminal WebSocket) lives in the server; this module only
+//! holds what it serves.
 
 /// One embedded file of the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Asset {
-    /// Its `Content-Type`.
+    /// The `Content-Type` to serve it with.
     pub content_type: &'static str,
     /// Its bytes.
     pub body: &'static [u8],
 }
 
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Every asset, by its path under `/assets/`.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    ("index.html", HTML, include_bytes!("assets/index.html")),
+    ("app.js", JS, include_bytes!("assets/app.js")),
+    ("app.css", CSS, include_bytes!("assets/app.css")),
+    (
+        "vendor/xterm/xterm.js",
+        JS,
+        include_bytes!("assets/vendor/xterm/xterm.js"),
+    ),
+    (
+        "vendor/xterm/xterm.css",
+        CSS,
+        include_bytes!("assets/vendor/xterm/xterm.css"),
+    ),
+    (
+        "vendor/xterm/xterm-addon-fit.js",
+        JS,
+        include_bytes!("assets/vendor/xterm/xterm-addon-fit.js"),
+    ),
+    // Served so the license travels with the code it covers.
+    (
+        "vendor/xterm/LICENSE",
+        TEXT,
+        include_bytes!("assets/vendor/xterm/LICENSE"),
+    ),
+];
+
 /// The asset served at `path` (e.g. "index.html", "app.js", "vendor/xterm/xterm.js"), if any.
 pub fn asset(path: &str) -> Option<Asset> {
-    match path {
-        "index.html" => Some(Asset {
-            content_type: "text/html; charset=utf-8",
-            body: include_bytes!("assets/index.html"),
-        }),
-        _ => None,
-    }
+    ASSETS
+        .iter()
+        .find(|(name, _, _)| *name == path)
+        .map(|&(_, content_type, body)| Asset { content_type, body })
 }
 
 /// The login page (a form POSTing `token` to `login`, relative URL), shown when a token is needed.
 pub fn login_page(error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"error\">{}</p>", escape(e)))
-        .unwrap_or_default();
+    let error = match error {
+        Some(message) => format!(
+            "<p class=\"error\" id=\"login-error\" role=\"alert\">{}</p>\n",
+            escape_html(message)
+        ),
+        None => String::new(),
+    };
+    // Relative URLs, like the page's own, so it works under a path prefix;
+    // no script at all, so it needs nothing the CSP forbids.
     format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>shed: log in</title></head>\n\
-         <body><h1>shed</h1>{error}\n<form method=\"post\" action=\"login\">\
-         <label>Token <input type=\"password\" name=\"token\" autocomplete=\"current-password\"></label>\
-         <button type=\"submit\">Log in</button></form></body></html>\n"
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>shed: log in</title>\n<link rel=\"stylesheet\" href=\"assets/app.css\">\n\
+         </head>\n<body class=\"login\">\n<main>\n<h1>shed</h1>\n{error}\
+         <form id=\"login\" method=\"post\" action=\"login\">\n\
+         <label for=\"token\">API token</label>\n\
+         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" \
+         required autofocus>\n<button type=\"submit\">Log in</button>\n</form>\n\
+         <p class=\"hint\">The token is the server's <code>api_token</code>. It is kept in an \
+         HttpOnly cookie that scripts cannot read.</p>\n</main>\n</body>\n</html>\n"
     )
 }
 
-/// `text` safe inside HTML element content.
-fn escape(text: &str) -> String {
+/// `text` with the characters HTML gives meaning to replaced by entities.
+fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -47,4 +93,81 @@ fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(path: &str) -> &'static str {
+        std::str::from_utf8(asset(path).expect(path).body).unwrap()
+    }
+
+    #[test]
+    fn every_file_the_page_links_is_embedded() {
+        let index = text("index.html");
+        let mut linked = 0;
+        for attr in ["src=\"", "href=\""] {
+            for part in index.split(attr).skip(1) {
+                let url = &part[..part.find('"').unwrap()];
+                let path = url.strip_prefix("assets/").unwrap_or_else(|| {
+                    panic!("{url}: the page links only its own relative assets/ URLs")
+                });
+                assert!(asset(path).is_some(), "{url} is linked but not embedded");
+                linked += 1;
+            }
+        }
+        assert!(linked >= 5, "index.html links {linked} assets");
+    }
+
+    #[test]
+    fn the_page_has_no_inline_script_or_style() {
+        // The CSP allows only 'self': inline code would be blocked, silently.
+        let index = text("index.html");
+        assert!(!index.contains("<script>"), "inline script");
+        assert!(!index.contains("<style"), "inline style element");
+        assert!(!index.contains(" style=\""), "inline style attribute");
+        assert!(!index.contains(" on"), "inline event handler");
+        for page in [login_page(None), login_page(Some("x"))] {
+            assert!(!page.contains("<script"), "the login page needs no script");
+            assert!(!page.contains("<style") && !page.contains(" style=\""));
+        }
+    }
+
+    #[test]
+    fn assets_have_their_content_types() {
+        assert_eq!(asset("app.js").unwrap().content_type, JS);
+        assert_eq!(asset("app.css").unwrap().content_type, CSS);
+        assert_eq!(asset("index.html").unwrap().content_type, HTML);
+        assert_eq!(asset("vendor/xterm/xterm.js").unwrap().content_type, JS);
+        assert!(asset("vendor/xterm/LICENSE").is_some());
+    }
+
+    #[test]
+    fn unknown_and_hostile_paths_have_no_asset() {
+        for path in [
+            "",
+            "/",
+            "/app.js",
+            "../Cargo.toml",
+            "vendor/../app.js",
+            "vendor/xterm",
+            "APP.JS",
+            "app.js\0",
+        ] {
+            assert!(asset(path).is_none(), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn login_page_escapes_its_error_and_posts_the_token() {
+        let page = login_page(Some("<script>alert('x')</script> & \"more\""));
+        assert!(
+            page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;more&quot;")
+        );
+        assert!(!page.contains("<script>alert"));
+        assert!(page.contains("method=\"post\" action=\"login\""));
+        assert!(page.contains("name=\"token\""));
+        assert!(!login_page(None).contains("login-error"));
+    }
 }

@@ -8,6 +8,7 @@ use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 mod cli;
 mod events;
 pub mod fake_api;

@@ -210,9 +210,11 @@ fn close(code: u16, reason: &'static str) -> Message {
 
 impl Attach {
     /// The exec this terminal runs: a tmux client on exactly this session,
-    /// read-only (`-r`) for the read-only token.
+    /// read-only (`-r`) for the read-only token. `-u`: the browser's terminal
+    /// is UTF-8 whatever locale the image sets, and without it tmux would
+    /// draw `_` for every non-ASCII character on an image without one.
     fn request(&self) -> ExecRequest {
-        let mut cmd = vec!["tmux".to_string(), "attach-session".into()];
+        let mut cmd = vec!["tmux".to_string(), "-u".into(), "attach-session".into()];
         if self.read_only {
             cmd.push("-r".into());
         }

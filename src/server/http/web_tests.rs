@@ -241,7 +241,7 @@ async fn a_terminal_attaches_to_the_session_and_pumps_both_ways() {
     assert_eq!(record.shed, "demo");
     assert_eq!(
         record.request.cmd,
-        ["tmux", "attach-session", "-t", "=main"]
+        ["tmux", "-u", "attach-session", "-t", "=main"]
     );
     assert_eq!(record.request.env, ["TERM=xterm-256color"]);
     assert_eq!(
@@ -453,7 +453,7 @@ async fn the_read_only_token_views_but_never_types() {
     let record = fixture.exec.record(0).await;
     assert_eq!(
         record.request.cmd,
-        ["tmux", "attach-session", "-r", "-t", "=main"]
+        ["tmux", "-u", "attach-session", "-r", "-t", "=main"]
     );
     socket
         .send(Ws::Binary(b"rm -rf /\r".to_vec().into()))

@@ -1,0 +1,624 @@
+//! The web page in a real browser (issue 14): headless Chromium over
+//! WebDriver against a real shed-server, real Docker and real tmux. Each test
+//! starts its own chromedriver and browser; screenshots land in
+//! `target/web-screenshots/`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::browser::{Browser, DESKTOP, PHONE};
+use common::http::*;
+use common::*;
+use fantoccini::Locator;
+use serde_json::{json, Value};
+
+const SHED: &str = "web";
+
+async fn create_session(server: &TestServer, name: &str, command: Option<&str>) {
+    let mut body = json!({ "name": name });
+    if let Some(c) = command {
+        body["command"] = json!(c);
+    }
+    let url = server.url(&format!("/api/sheds/{SHED}/sessions"));
+    let r = post(&url, &body.to_string()).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+}
+
+async fn session(server: &TestServer, name: &str) -> Reply {
+    get(&server.url(&format!("/api/sheds/{SHED}/sessions/{name}"))).await
+}
+
+async fn output_of(server: &TestServer, name: &str) -> String {
+    let url = server.url(&format!(
+        "/api/sheds/{SHED}/sessions/{name}/output?lines=50"
+    ));
+    get(&url).await.json["output"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits until the session's API view satisfies `want`.
+async fn session_until(server: &TestServer, name: &str, what: &str, want: impl Fn(&Value) -> bool) {
+    let (ok, last) = eventually(Duration::from_secs(30), || async {
+        let r = session(server, name).await;
+        (want(&r.json), r.json)
+    })
+    .await;
+    assert!(ok, "{name}: {what}; last: {last:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_sheds_sessions_and_waiting_agents_live() {
+    require_docker();
+    let server = TestServer::start();
+    make_shed(&server, SHED).await;
+    create_session(&server, "plain", None).await;
+    let browser = Browser::start(DESKTOP).await;
+    browser.goto(&server.url("/")).await;
+    browser
+        .wait_css(&format!("[data-shed=\"{SHED}\"][data-status=\"running\"]"))
+        .await;
+    browser.wait_css("[data-session=\"web/plain\"]").await;
+    let title = browser
+        .js(
+            "return document.querySelector('.server h2').textContent;",
+            vec![],
+        )
+        .await;
+    assert_eq!(title, json!(server.name), "/ui/servers names the server");
+
+    // Made through the API after the page loaded: only the event stream can
+    // bring it.
+    create_session(
+        &server,
+        "agent",
+        Some("/opt/fake-agents/claude report:waiting"),
+    )
+    .await;
+    create_session(&server, "done", Some("/opt/fake-agents/codex exit:3")).await;
+    browser.wait_css("[data-session=\"web/agent\"]").await;
+    let waiting = browser
+        .wait_css("#inbox li[data-session=\"web/agent\"][data-state=\"waiting\"]")
+        .await;
+    let text = waiting.text().await.unwrap();
+    assert!(text.contains("claude"), "the inbox names the agent: {text}");
+    assert!(text.contains("reported"), "and why it waits: {text}");
+    browser
+        .wait_css("#inbox li[data-session=\"web/done\"][data-state=\"exited\"]")
+        .await;
+    let order = browser
+        .js("return Array.from(document.querySelectorAll('#inbox li')).map(li => li.dataset.state);", vec![])
+        .await;
+    assert_eq!(
+        order,
+        json!(["waiting", "exited"]),
+        "waiting agents come first"
+    );
+    let badge = browser
+        .js(
+            "return document.querySelector('[data-session=\"web/agent\"] .badge').dataset.state;",
+            vec![],
+        )
+        .await;
+    assert_eq!(badge, json!("waiting"));
+
+    // A program name is hostile input: it must show as text, never as markup.
+    create_session(
+        &server,
+        "evil",
+        Some("cp /bin/sleep '/tmp/<b>bold' && exec '/tmp/<b>bold' 600"),
+    )
+    .await;
+    session_until(&server, "evil", "runs its oddly named program", |s| {
+        s["current_command"]
+            .as_str()
+            .is_some_and(|c| c.contains("<b>bold"))
+    })
+    .await;
+    browser
+        .wait_js(
+            "the program name shown as text",
+            "const r = document.querySelector('[data-session=\"web/evil\"] .detail');\
+             return r && r.textContent.includes('<b>bold');",
+            vec![],
+        )
+        .await;
+    let markup = browser
+        .js("return document.querySelectorAll('b').length;", vec![])
+        .await;
+    assert_eq!(
+        markup,
+        json!(0),
+        "no markup from the server reached the page"
+    );
+
+    // Send text from the page; it arrives in tmux and shows in the preview.
+    let row = "[data-session=\"web/plain\"]";
+    let input = browser
+        .wait_css(&format!("{row} form.send input[name=text]"))
+        .await;
+    input.send_keys("echo sent-$((6*7))").await.unwrap();
+    browser
+        .client
+        .find(Locator::Css(&format!("{row} form.send button")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let (ok, out) = eventually(Duration::from_secs(20), || async {
+        let out = output_of(&server, "plain").await;
+        (out.contains("sent-42"), out)
+    })
+    .await;
+    assert!(ok, "the text reached the session: {out}");
+    browser
+        .client
+        .find(Locator::Css(&format!("{row} .toggle-preview")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_js(
+            "the preview",
+            "const p = document.querySelector(arguments[0]); return p && !p.hidden && p.textContent.includes('sent-42');",
+            vec![json!(format!("{row} .preview"))],
+        )
+        .await;
+
+    // New session and kill (after a confirm) from the page.
+    let form = format!("[data-shed=\"{SHED}\"] form.new-session");
+    browser
+        .wait_css(&format!("{form} input[name=session]"))
+        .await
+        .send_keys("fromui")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css(&format!("{form} input[name=command]")))
+        .await
+        .unwrap()
+        .send_keys("exec sleep 600")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css(&format!("{form} button")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    session_until(&server, "fromui", "made by the page", |s| {
+        s["current_command"] == "sleep"
+    })
+    .await;
+    browser
+        .wait_css("[data-session=\"web/fromui\"] .kill")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .client
+        .accept_alert()
+        .await
+        .expect("kill asks first");
+    session_until(&server, "fromui", "killed by the page", |s| {
+        s["error"]["code"] == "SESSION_NOT_FOUND"
+    })
+    .await;
+    browser
+        .wait_js(
+            "the killed session's row to go",
+            "return document.querySelector('[data-session=\"web/fromui\"]') === null;",
+            vec![],
+        )
+        .await;
+
+    browser.js("window.scrollTo(0, 0);", vec![]).await;
+    browser.screenshot("desktop").await;
+
+    // A phone: one column, nothing wider than the screen, the inbox on top.
+    let phone = Browser::start(PHONE).await;
+    phone.goto(&server.url("/")).await;
+    phone
+        .wait_css("#inbox li[data-session=\"web/agent\"][data-state=\"waiting\"]")
+        .await;
+    phone.wait_css("[data-session=\"web/plain\"]").await;
+    let fits = phone
+        .js(
+            "return [window.innerWidth, document.documentElement.scrollWidth];",
+            vec![],
+        )
+        .await;
+    assert_eq!(fits[0], json!(PHONE.width), "{fits}");
+    assert!(
+        fits[1].as_u64() <= fits[0].as_u64(),
+        "nothing overflows the phone's width: {fits}"
+    );
+    let inbox_first = phone
+        .js("const i = document.getElementById('inbox-section').getBoundingClientRect(); const s = document.getElementById('servers').getBoundingClientRect(); return i.bottom <= s.top && i.width === s.width;", vec![])
+        .await;
+    assert_eq!(
+        inbox_first,
+        json!(true),
+        "the inbox sits above the sheds, one column"
+    );
+    phone.screenshot("phone").await;
+    phone.close().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sheds_are_created_stopped_and_deleted_from_the_page() {
+    require_docker();
+    let server = TestServer::start();
+    let browser = Browser::start(DESKTOP).await;
+    browser.goto(&server.url("/")).await;
+    browser
+        .wait_css(".server .create-shed input[name=name]")
+        .await
+        .send_keys("made")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css(".server .create-shed button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shed = "[data-shed=\"made\"]";
+    browser
+        .wait_css(&format!("{shed}[data-status=\"running\"]"))
+        .await;
+    assert!(is_running(&server.container("made")));
+
+    browser
+        .wait_css(&format!("{shed} .stop"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .client
+        .accept_alert()
+        .await
+        .expect("stop asks first");
+    browser
+        .wait_css(&format!("{shed}[data-status=\"stopped\"]"))
+        .await;
+    assert!(!is_running(&server.container("made")));
+
+    // Declining the confirm leaves the shed alone.
+    browser
+        .wait_css(&format!("{shed} .delete"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .client
+        .dismiss_alert()
+        .await
+        .expect("delete asks first");
+    let r = get(&server.url("/api/sheds/made")).await;
+    assert_eq!(r.status, 200, "a declined delete deletes nothing");
+
+    browser
+        .wait_css(&format!("{shed} .delete"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.client.accept_alert().await.unwrap();
+    browser
+        .wait_js(
+            "the deleted shed's card to go",
+            "return document.querySelector(arguments[0]) === null;",
+            vec![json!(shed)],
+        )
+        .await;
+    let r = get(&server.url("/api/sheds/made")).await;
+    assert_eq!(r.status, 404, "{}", r.json);
+    browser.close().await;
+}
+
+/// The terminal's visible text, as the page reads it from xterm.js.
+async fn terminal_text(browser: &Browser) -> String {
+    browser
+        .js("return window.shedTerminalText();", vec![])
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn wait_terminal_shows(browser: &Browser, want: &str) {
+    browser
+        .wait_js(
+            &format!("the terminal to show {want:?}"),
+            "return window.shedTerminalText().includes(arguments[0]);",
+            vec![json!(want)],
+        )
+        .await;
+}
+
+async fn type_into_terminal(browser: &Browser, keys: &str) {
+    let textarea = browser.wait_css("#terminal .xterm-helper-textarea").await;
+    textarea.send_keys(keys).await.unwrap();
+}
+
+async fn terminal_cols(browser: &Browser) -> u64 {
+    browser
+        .js("return window.shedTerminalInfo().cols;", vec![])
+        .await
+        .as_u64()
+        .unwrap()
+}
+
+/// The widths of the tmux clients attached to the session.
+fn client_widths(server: &TestServer, session: &str) -> Vec<u64> {
+    docker(&[
+        "exec",
+        &server.container(SHED),
+        "tmux",
+        "list-clients",
+        "-t",
+        &format!("={session}"),
+        "-F",
+        "#{client_width}",
+    ])
+    .lines()
+    .filter_map(|l| l.trim().parse().ok())
+    .collect()
+}
+
+const ENTER: &str = "\u{E007}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_types_reads_resizes_and_reconnects() {
+    require_docker();
+    let server = TestServer::start();
+    make_shed(&server, SHED).await;
+    create_session(&server, "term", None).await;
+    let browser = Browser::start(DESKTOP).await;
+    browser.goto(&server.url("/")).await;
+    browser
+        .wait_css("[data-session=\"web/term\"] .open-terminal")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_js(
+            "the terminal to connect",
+            "const i = window.shedTerminalInfo(); return i && i.connected;",
+            vec![],
+        )
+        .await;
+
+    type_into_terminal(&browser, &format!("echo $((6*7))-typed{ENTER}")).await;
+    wait_terminal_shows(&browser, "42-typed").await;
+
+    // UTF-8, typed and echoed back through the decoder.
+    type_into_terminal(&browser, &format!("echo 'héllo ✓ 日本'{ENTER}")).await;
+    wait_terminal_shows(&browser, "héllo ✓ 日本").await;
+
+    // Ctrl-C reaches the program as 0x03.
+    type_into_terminal(&browser, &format!("sleep 600{ENTER}")).await;
+    session_until(&server, "term", "sleep in the foreground", |s| {
+        s["current_command"] == "sleep"
+    })
+    .await;
+    type_into_terminal(&browser, "\u{E009}c\u{E000}").await;
+    session_until(&server, "term", "the shell back after Ctrl-C", |s| {
+        s["current_command"] == "bash"
+    })
+    .await;
+
+    // The terminal follows the window, and so does the tmux client.
+    let wide = terminal_cols(&browser).await;
+    let (ok, widths) = eventually(Duration::from_secs(20), || async {
+        let w = client_widths(&server, "term");
+        (w.contains(&wide), w)
+    })
+    .await;
+    assert!(
+        ok,
+        "the tmux client is {widths:?} wide, the page's terminal {wide}"
+    );
+    browser.resize(900, 700).await;
+    browser
+        .wait_js(
+            "the terminal to narrow",
+            "return window.shedTerminalInfo().cols < arguments[0];",
+            vec![json!(wide)],
+        )
+        .await;
+    let narrow = terminal_cols(&browser).await;
+    let (ok, widths) = eventually(Duration::from_secs(20), || async {
+        let w = client_widths(&server, "term");
+        (w.contains(&narrow), w)
+    })
+    .await;
+    assert!(
+        ok,
+        "after the resize the tmux client is {widths:?} wide, the page's terminal {narrow}"
+    );
+
+    // A network blip: the socket drops, the page reconnects to the same session.
+    browser
+        .js("window.__oldSocket = window.shedTerminalInfo().socket; window.__oldSocket.close(4000, 'blip');", vec![])
+        .await;
+    browser
+        .wait_js(
+            "a new connection",
+            "const i = window.shedTerminalInfo(); return i.connected && i.socket !== window.__oldSocket;",
+            vec![],
+        )
+        .await;
+    type_into_terminal(&browser, &format!("echo again-$((1+1)){ENTER}")).await;
+    wait_terminal_shows(&browser, "again-2").await;
+    assert!(
+        terminal_text(&browser).await.contains("again-2"),
+        "the reconnected terminal is the same session"
+    );
+    browser.screenshot("desktop-terminal").await;
+    browser.close().await;
+
+    // On a phone the terminal takes the screen's width.
+    let phone = Browser::start(PHONE).await;
+    phone.goto(&server.url("/")).await;
+    phone
+        .wait_css("[data-session=\"web/term\"] .open-terminal")
+        .await
+        .click()
+        .await
+        .unwrap();
+    phone
+        .wait_js(
+            "the terminal to connect",
+            "const i = window.shedTerminalInfo(); return i && i.connected;",
+            vec![],
+        )
+        .await;
+    wait_terminal_shows(&phone, "again-2").await;
+    let width = phone
+        .js(
+            "return document.getElementById('terminal').getBoundingClientRect().width;",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        width.as_f64(),
+        Some(PHONE.width as f64),
+        "the terminal is as wide as the phone"
+    );
+    let cols = terminal_cols(&phone).await;
+    assert!(
+        (20..60).contains(&cols),
+        "a phone-wide terminal has {cols} columns"
+    );
+    phone.screenshot("phone-terminal").await;
+    phone.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_cookie_the_page_asks_for_the_token() {
+    require_docker();
+    let token = "web-token-0123456789";
+    let server = TestServer::start_with(ServerOpts {
+        extra: format!("api_token = {token:?}\n"),
+        ..Default::default()
+    });
+    let browser = Browser::start(DESKTOP).await;
+    browser.goto(&server.url("/")).await;
+    browser.wait_css("form#login input[name=token]").await;
+    let api = browser
+        .js("return fetch('api/sheds').then(r => r.status);", vec![])
+        .await;
+    assert_eq!(api, json!(401), "no cookie, no API");
+
+    browser
+        .wait_css("form#login input[name=token]")
+        .await
+        .send_keys(&format!("wrong{ENTER}"))
+        .await
+        .unwrap();
+    browser.wait_css("#login-error").await;
+
+    browser
+        .wait_css("form#login input[name=token]")
+        .await
+        .send_keys(&format!("{token}{ENTER}"))
+        .await
+        .unwrap();
+    browser
+        .wait_js(
+            "the page after login",
+            "const h = document.querySelector('.server h2'); return h && h.textContent === arguments[0];",
+            vec![json!(server.name)],
+        )
+        .await;
+    let cookie_hidden = browser.js("return document.cookie;", vec![]).await;
+    assert_eq!(cookie_hidden, json!(""), "the token cookie is HttpOnly");
+    let api = browser
+        .js("return fetch('api/sheds').then(r => r.status);", vec![])
+        .await;
+    assert_eq!(api, json!(200), "the cookie opens the API");
+    browser.screenshot("login-done").await;
+    browser.close().await;
+}
+
+/// A page on another origin: a bare HTTP server on another port.
+async fn foreign_origin() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let body = "<!doctype html><title>elsewhere</title><p>another site</p>";
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes()).await;
+        }
+    });
+    (port, task)
+}
+
+/// Opens a WebSocket from the browser's current page; "open" or "closed:CODE".
+async fn try_websocket(browser: &Browser, url: &str) -> String {
+    let v = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             const ws = new WebSocket(arguments[0]);\
+             ws.onopen = () => { ws.close(1000); done('open'); };\
+             ws.onclose = (e) => done('closed:' + e.code);",
+            vec![json!(url)],
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_origin_websocket_is_refused() {
+    require_docker();
+    let server = TestServer::start();
+    make_shed(&server, SHED).await;
+    create_session(&server, "ws", None).await;
+    let ws_url = format!(
+        "ws://127.0.0.1:{}/api/sheds/{SHED}/sessions/ws/terminal?cols=80&rows=24",
+        server.port
+    );
+    let browser = Browser::start(DESKTOP).await;
+
+    // The same socket from the server's own page opens: the refusal below is
+    // about the origin, not the URL.
+    browser.goto(&server.url("/")).await;
+    assert_eq!(try_websocket(&browser, &ws_url).await, "open");
+
+    let (port, task) = foreign_origin().await;
+    browser.goto(&format!("http://127.0.0.1:{port}/")).await;
+    assert_eq!(browser.client.title().await.unwrap(), "elsewhere");
+    let got = try_websocket(&browser, &ws_url).await;
+    assert_eq!(
+        got, "closed:1006",
+        "a page from another origin opened the terminal"
+    );
+    task.abort();
+    browser.close().await;
+}
