@@ -285,3 +285,83 @@ async fn shed_ui_refuses_other_sites_foreign_hosts_and_unknown_servers() {
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     assert!(page.text().await.unwrap().contains("shed"));
 }
+
+/// The "`shed ui`: two servers appear on one page": headless
+/// Chromium on shed ui's page sees both servers' sheds, both waiting agents
+/// in one inbox, and answers one of them in a terminal over TLS behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_appear_on_one_page() {
+    use common::browser::{Browser, DESKTOP};
+    let s = Setup::start();
+    for (server, shed) in [("one", "alpha"), ("two", "beta")] {
+        make_shed_via(&s, server, shed).await;
+        let body = json!({"name": "asks", "command": "/opt/fake-agents/claude report:waiting"});
+        let r = s
+            .call(
+                "POST",
+                &format!("/s/{server}/api/sheds/{shed}/sessions"),
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.json);
+    }
+    // A busy machine can take a while to open a shed's control channel,
+    // which reports the agent's state; the page is on trial, not that.
+    for (server, shed) in [("one", "alpha"), ("two", "beta")] {
+        let path = format!("/s/{server}/api/sheds/{shed}/sessions/asks");
+        let (ok, last) = eventually(std::time::Duration::from_secs(120), || async {
+            let r = s.call("GET", &path, None).await;
+            (r.json["agent"]["state"] == "waiting", r.json)
+        })
+        .await;
+        assert!(ok, "{server}/{shed}/asks never waited: {last}");
+    }
+    let browser = Browser::start(DESKTOP).await;
+    browser.goto(&s.ui.url("/")).await;
+    for shed in ["alpha", "beta"] {
+        browser
+            .wait_css(&format!("[data-shed=\"{shed}\"][data-status=\"running\"]"))
+            .await;
+    }
+    let headings = browser
+        .js(
+            "return Array.from(document.querySelectorAll('.server h2')).map(h => h.textContent);",
+            vec![],
+        )
+        .await;
+    assert_eq!(headings, json!(["one", "two"]), "one section per server");
+    for (server, shed) in [("one", "alpha"), ("two", "beta")] {
+        browser
+            .wait_css(&format!(
+                "#inbox li[data-server=\"{server}\"][data-session=\"{shed}/asks\"][data-state=\"waiting\"]"
+            ))
+            .await;
+    }
+    browser.screenshot("shed-ui-two-servers").await;
+
+    // Answer server two's agent from the page: the terminal goes through
+    // shed ui to the TLS server's WebSocket, and the fake agent echoes it.
+    browser
+        .wait_css("#inbox li[data-server=\"two\"] .open-terminal")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_js(
+            "the terminal to connect",
+            "const i = window.shedTerminalInfo(); return i && i.connected;",
+            vec![],
+        )
+        .await;
+    let textarea = browser.wait_css("#terminal .xterm-helper-textarea").await;
+    textarea.send_keys("answer-via-ui\u{E007}").await.unwrap();
+    browser
+        .wait_js(
+            "the agent's screen to show the answer",
+            "return window.shedTerminalText().includes('answer-via-ui');",
+            vec![],
+        )
+        .await;
+    browser.close().await;
+}
