@@ -98,7 +98,7 @@ pub struct TerminalParams {
 /// A terminal size within bounds, or `None`.
 fn tty_size(cols: u32, rows: u32) -> Option<TtySize> {
     let side = 1..=MAX_TTY_SIDE;
-    (side.contains(&cols) && side.contains(&rows)).then(|| TtySize {
+    (side.contains(&cols) && side.contains(&rows)).then_some(TtySize {
         cols: cols as u16,
         rows: rows as u16,
     })

@@ -383,7 +383,7 @@ async fn what_cannot_attach_is_refused_before_the_upgrade() {
             "INVALID_SESSION_NAME",
         ),
     ] {
-        let (s, body) = served.open(path, &[]).await.err().expect(path);
+        let (s, body) = served.open(path, &[]).await.expect_err(path);
         assert_eq!(
             (s, body["error"]["code"].as_str().unwrap()),
             (status, code),
@@ -407,8 +407,7 @@ async fn a_cross_origin_upgrade_is_refused() {
     let (status, body) = served
         .open(TERMINAL, &[("origin", "http://evil.example")])
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("FORBIDDEN"))
@@ -427,7 +426,7 @@ async fn with_a_token_the_terminal_needs_the_cookie_or_the_bearer() {
         &[("cookie", "shed_token=wrong-token-000")][..],
         &[("cookie", "other=full-token-0123")][..],
     ] {
-        let (status, body) = served.open(TERMINAL, headers).await.err().expect("refused");
+        let (status, body) = served.open(TERMINAL, headers).await.expect_err("refused");
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (401, Some("UNAUTHORIZED"))
@@ -516,7 +515,7 @@ async fn terminals_are_bounded() {
     let served = fixture.serve().await;
     let first = served.open(TERMINAL, &[]).await.unwrap();
     let _second = served.open(TERMINAL, &[]).await.unwrap();
-    let (status, body) = served.open(TERMINAL, &[]).await.err().expect("refused");
+    let (status, body) = served.open(TERMINAL, &[]).await.expect_err("refused");
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("TOO_MANY_TERMINALS"))
@@ -730,4 +729,31 @@ async fn junk_login_forms_are_client_errors() {
     let (status, headers, _) = send(&open, form("/login", FORM, "token=anything")).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(headers.get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn an_attach_that_cannot_start_closes_with_1011() {
+    let mut fixture = Fixture::new().await;
+    // The backend lists the session, but the exec side knows no such shed.
+    fixture.exec = FakeExec::with_shed("elsewhere");
+    let served = fixture.serve().await;
+    let mut socket = served.open(TERMINAL, &[]).await.unwrap();
+    let (seen, closed) = read_until(&mut socket, b"").await;
+    assert!(seen.is_empty());
+    let closed = closed.expect("a close frame");
+    assert_eq!(u16::from(closed.code), 1011, "{closed:?}");
+    eventually("the slot to free", || fixture.terminals.open() == 0).await;
+}
+
+#[tokio::test]
+async fn a_frame_over_64_kib_drops_the_browser() {
+    let fixture = Fixture::new().await;
+    let served = fixture.serve().await;
+    let mut socket = served.open(TERMINAL, &[]).await.unwrap();
+    let big = vec![b'x'; terminal::MAX_FRAME_BYTES + 1];
+    // The server may cut the connection while this is still being written.
+    let _ = socket.send(Ws::Binary(big.into())).await;
+    assert_eq!(fixture.exec.signals(0, 1).await, ["HUP"]);
+    let (seen, _) = read_until(&mut socket, b"").await;
+    assert!(seen.is_empty(), "the oversized frame got through");
 }
