@@ -511,14 +511,42 @@ async fn the_terminal_types_reads_resizes_and_reconnects() {
     phone.close().await;
 }
 
+async fn log_in(browser: &Browser, token: &str) {
+    browser
+        .wait_css("form#login input[name=token]")
+        .await
+        .send_keys(&format!("{token}{ENTER}"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_cookie_the_page_asks_for_the_token() {
     require_docker();
     let token = "web-token-0123456789";
+    let viewer = "web-viewer-9876543210";
     let server = TestServer::start_with(ServerOpts {
-        extra: format!("api_token = {token:?}\n"),
+        extra: format!("api_token = {token:?}\napi_token_read_only = {viewer:?}\n"),
         ..Default::default()
     });
+    let auth = format!("Bearer {token}");
+    let r = send(
+        "POST",
+        &server.url("/api/sheds"),
+        Some(&format!(r#"{{"name":"{SHED}"}}"#)),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let r = send(
+        "POST",
+        &server.url(&format!("/api/sheds/{SHED}/sessions")),
+        Some(r#"{"name":"watched"}"#),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+
     let browser = Browser::start(DESKTOP).await;
     browser.goto(&server.url("/")).await;
     browser.wait_css("form#login input[name=token]").await;
@@ -527,20 +555,11 @@ async fn without_the_cookie_the_page_asks_for_the_token() {
         .await;
     assert_eq!(api, json!(401), "no cookie, no API");
 
-    browser
-        .wait_css("form#login input[name=token]")
-        .await
-        .send_keys(&format!("wrong{ENTER}"))
-        .await
-        .unwrap();
+    log_in(&browser, "wrong").await;
     browser.wait_css("#login-error").await;
+    browser.screenshot("login").await;
 
-    browser
-        .wait_css("form#login input[name=token]")
-        .await
-        .send_keys(&format!("{token}{ENTER}"))
-        .await
-        .unwrap();
+    log_in(&browser, token).await;
     browser
         .wait_js(
             "the page after login",
@@ -548,13 +567,74 @@ async fn without_the_cookie_the_page_asks_for_the_token() {
             vec![json!(server.name)],
         )
         .await;
+    browser.wait_css("[data-session=\"web/watched\"]").await;
     let cookie_hidden = browser.js("return document.cookie;", vec![]).await;
     assert_eq!(cookie_hidden, json!(""), "the token cookie is HttpOnly");
     let api = browser
         .js("return fetch('api/sheds').then(r => r.status);", vec![])
         .await;
     assert_eq!(api, json!(200), "the cookie opens the API");
-    browser.screenshot("login-done").await;
+
+    // Log out: the login form again, and the API closed.
+    browser
+        .wait_css("#logout button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_css("form#login input[name=token]").await;
+    let api = browser
+        .js("return fetch('api/sheds').then(r => r.status);", vec![])
+        .await;
+    assert_eq!(api, json!(401), "logged out");
+
+    // The read-only token sees the sessions but no control that changes anything.
+    log_in(&browser, viewer).await;
+    browser
+        .wait_css("body.read-only [data-session=\"web/watched\"]")
+        .await;
+    let visible = browser
+        .js(
+            "return Array.from(document.querySelectorAll('.mutate')).filter(e => e.offsetParent !== null).length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        visible,
+        json!(0),
+        "a viewer gets no controls that change anything"
+    );
+    browser
+        .wait_css("[data-session=\"web/watched\"] .open-terminal")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_js(
+            "the terminal to connect",
+            "const i = window.shedTerminalInfo(); return i && i.connected;",
+            vec![],
+        )
+        .await;
+    type_into_terminal(&browser, &format!("echo typed-by-viewer{ENTER}")).await;
+    // Typed text would echo within this; the session's own output proves the
+    // terminal is live.
+    let r = send(
+        "POST",
+        &server.url(&format!("/api/sheds/{SHED}/sessions/watched/input")),
+        Some(r#"{"text":"echo from-$((40+2))","enter":true}"#),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.json);
+    wait_terminal_shows(&browser, "from-42").await;
+    let text = terminal_text(&browser).await;
+    assert!(
+        !text.contains("typed-by-viewer"),
+        "a viewer typed into the session:\n{text}"
+    );
+    browser.screenshot("read-only").await;
     browser.close().await;
 }
 
