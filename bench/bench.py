@@ -1130,6 +1130,255 @@ def bench_autosave(rows, server, runs):
         "(measured)", True)
 
 
+
+# Rows 21-23: the web page in headless Chromium, driven over WebDriver's
+# HTTP API (chromedriver) with urllib, as tests/common/browser.rs does in Rust.
+class WebDriver:
+    """A chromedriver on a free port with one headless Chromium session."""
+
+    def __init__(self, width=1280, height=800):
+        import socket
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.profile = tempfile.mkdtemp(prefix="shed-bench-chrome-")
+        self.proc = subprocess.Popen(["chromedriver", f"--port={port}"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.base = f"http://127.0.0.1:{port}"
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": chromium, "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            f"--window-size={width},{height}", f"--user-data-dir={self.profile}/chrome"]}}}}
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.session = self.call("POST", "/session", caps)["sessionId"]
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise
+                time.sleep(0.1)
+        self.call("POST", f"/session/{self.session}/timeouts", {"script": 120000, "pageLoad": 60000})
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=180) as r:
+            return json.loads(r.read())["value"]
+
+    def s(self, path, body=None, method="POST"):
+        return self.call(method, f"/session/{self.session}{path}", body)
+
+    def goto(self, url):
+        self.s("/url", {"url": url})
+
+    def js(self, script, *args):
+        return self.s("/execute/sync", {"script": script, "args": list(args)})
+
+    def js_async(self, script, *args):
+        return self.s("/execute/async", {"script": script, "args": list(args)})
+
+    def on_new_document(self, source):
+        """Runs `source` in every page before its own scripts (Chrome DevTools, through chromedriver)."""
+        self.s("/goog/cdp/execute", {"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": source}})
+
+    def wait_js(self, script, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.js(script)
+            if value:
+                return value
+            time.sleep(0.05)
+        raise RuntimeError(f"timed out waiting for: {script}")
+
+    def element(self, css):
+        found = self.s("/element", {"using": "css selector", "value": css})
+        return next(iter(found.values()))
+
+    def close(self):
+        try:
+            self.call("DELETE", f"/session/{self.session}")
+        except Exception:
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+# Counts the session rows as they arrive and notes, at the frame after the
+# hundredth, the time since navigation start (performance.now()'s origin).
+FIRST_PAINT_PROBE = """
+window.__shedRows = null;
+new MutationObserver(function (_, observer) {
+  if (document.querySelectorAll('li.session[data-session]').length >= 100) {
+    observer.disconnect();
+    requestAnimationFrame(function () { window.__shedRows = performance.now(); });
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+def bench_web_first_paint(rows, server, browser):
+    runs = 5 if QUICK else 11
+    browser.on_new_document(FIRST_PAINT_PROBE)
+    ours, base = [], []
+    for _ in range(runs):
+        browser.goto("about:blank")
+        browser.goto(server.url("/"))
+        ours.append(browser.wait_js("return window.__shedRows;") / 1000)
+        count = browser.js("return document.querySelectorAll('li.session[data-session]').length;")
+        if count != 100:
+            raise RuntimeError(f"the page shows {count} session rows, not 100")
+        base.append(timed(lambda: server.get("/api/sessions")))
+    o, b = median_ms(ours), median_ms(base)
+    row(rows, "21. Web page load to the first paint of 100 sessions (10 sheds x 10, headless Chromium)",
+        f"{o:.0f} ms (max {max(ours) * 1000:.0f} ms)", f"GET /api/sessions alone {b:.0f} ms",
+        f"{o / b:.1f}x the API call", "< 1000 ms", o < 1000)
+
+
+# Per keystroke, from the key's keydown in the terminal's textarea: (a) to
+# the first WebSocket message carrying the echo (what an ssh client's pty
+# receives), and (b) to the frame on which the terminal's text shows it.
+ECHO_PROBE = """
+const want = arguments[0], ch = arguments[1], done = arguments[arguments.length - 1];
+const area = document.querySelector('#terminal .xterm-helper-textarea');
+const ws = window.shedTerminalInfo().socket;
+const flat = () => window.shedTerminalText().replace(/\\s/g, '');
+let start = null;
+window.__shedEcho = null;
+window.__shedEchoNet = null;
+area.addEventListener('keydown', function once() { start = performance.now(); area.removeEventListener('keydown', once, true); }, true);
+ws.addEventListener('message', function got(e) {
+  if (start === null) return;
+  if (new TextDecoder().decode(e.data).includes(ch)) {
+    window.__shedEchoNet = performance.now() - start;
+    ws.removeEventListener('message', got);
+  }
+});
+(function poll() {
+  if (start !== null && flat().includes(want)) { window.__shedEcho = performance.now() - start; return; }
+  requestAnimationFrame(poll);
+})();
+done(true);
+"""
+
+
+def bench_web_echo(rows, server, key, browser):
+    import random
+    rng = random.Random(14)
+    server.post("/api/sheds/w0/sessions", {"name": "echo", "command": "sh -c 'stty -icanon; echo ready-for-keys; cat >/dev/null'"})
+    browser.goto(server.url("/"))
+    browser.wait_js("return document.querySelector('li.session[data-session=\"w0/echo\"] .open-terminal');")
+    browser.js("document.querySelector('li.session[data-session=\"w0/echo\"] .open-terminal').click();")
+    browser.wait_js("const i = window.shedTerminalInfo(); return i && i.connected && window.shedTerminalText().includes('ready-for-keys');")
+    area = browser.element("#terminal .xterm-helper-textarea")
+    ssh = Pty(ssh_args(server, key, "w0", tty=True) + ["tmux attach-session -t =echo"], cols=100, rows=30)
+    if not ssh.read_until(rb"ready-for-keys", timeout=20):
+        ssh.close()
+        raise RuntimeError(f"no tmux screen over ssh: {ssh.buf[-200:]!r}")
+    typed = ""
+    ours, drawn, base = [], [], []
+    per_round = 25
+    rounds = 4 if QUICK else 12
+    try:
+        for _ in range(rounds):
+            for _ in range(per_round):
+                ch = rng.choice("abcdefgijkopqrsvwxyz")
+                typed += ch
+                browser.js_async(ECHO_PROBE, typed[-12:], ch)
+                browser.s(f"/element/{area}/value", {"text": ch})
+                got = browser.wait_js("return window.__shedEcho !== null && window.__shedEchoNet !== null && [window.__shedEchoNet, window.__shedEcho];", timeout=10)
+                ours.append(got[0] / 1000)
+                drawn.append(got[1] / 1000)
+            # The browser's echoes reached the ssh client too: drop them.
+            time.sleep(0.3)
+            while select.select([ssh.fd], [], [], 0)[0]:
+                os.read(ssh.fd, 65536)
+            for _ in range(per_round):
+                ch = rng.choice("abcdefgijkopqrsvwxyz")
+                typed += ch
+                ssh.buf = b""
+                start = time.perf_counter()
+                ssh.write(ch.encode())
+                # The typed letter itself, not a letter ending an escape sequence.
+                if not ssh.read_until(rb"(?<![\x1b\[0-9;?])" + ch.encode(), timeout=5):
+                    raise RuntimeError("no echo over ssh")
+                base.append(time.perf_counter() - start)
+            # The browser draws the ssh round's echoes before its next round.
+            browser.wait_js(f"return window.shedTerminalText().replace(/\\s/g, '').includes({json.dumps(typed[-12:])});")
+    finally:
+        ssh.close()
+    o50, o99 = median_ms(ours), pct(ours, 99) * 1000
+    b50, b99 = median_ms(base), pct(base, 99) * 1000
+    d50, d99 = median_ms(drawn), pct(drawn, 99) * 1000
+    row(rows, "22. Keystroke echo in the browser terminal (key down to the echo's WebSocket message, vs ssh -tt through the gateway, same tmux session)",
+        f"p50 {o50:.1f} ms, p99 {o99:.1f} ms; drawn on screen p50 {d50:.1f} ms, p99 {d99:.1f} ms",
+        f"p50 {b50:.1f} ms, p99 {b99:.1f} ms",
+        f"p99 {o99 / b99:.2f}x", "p99 ≤ 2x the gateway's", o99 <= 2 * b99)
+
+
+# Opens N terminal WebSockets from the page (what N browser terminals are to
+# the server) and resolves once each has shown output.
+OPEN_TERMINALS = """
+const [url, n] = arguments, done = arguments[arguments.length - 1];
+window.__shedSockets = window.__shedSockets || [];
+let ready = 0;
+for (let i = 0; i < n; i++) {
+  const ws = new WebSocket(url);
+  ws.binaryType = 'arraybuffer';
+  let seen = false;
+  ws.onmessage = () => { if (!seen) { seen = true; if (++ready === n) done(ready); } };
+  ws.onclose = (e) => done('closed ' + e.code + ' ' + e.reason);
+  window.__shedSockets.push(ws);
+}
+"""
+
+
+def bench_web_memory(rows, server, key, browser):
+    n = 10 if QUICK else 30
+    for i in range(n):
+        server.post("/api/sheds/w0/sessions", {"name": f"m{i}"})
+    browser.goto(server.url("/"))
+    # The same socket path the page's terminal uses, one per session.
+    settle = lambda: time.sleep(1.0)
+    before = server.rss_mb()
+    results = []
+    for i in range(n):
+        url = f"ws://127.0.0.1:{server.http}/api/sheds/w0/sessions/m{i}/terminal?cols=100&rows=30"
+        results.append(browser.js_async(OPEN_TERMINALS, url, 1))
+    if any(r != 1 for r in results):
+        raise RuntimeError(f"terminals did not open: {results}")
+    settle()
+    with_web = server.rss_mb()
+    # Baseline: as many ssh -tt clients attached to the same sessions, added
+    # while the terminals stay open, so no memory freed in between is reused.
+    attached = []
+    try:
+        for i in range(n):
+            p = Pty(ssh_args(server, key, "w0", tty=True) + [f"tmux attach-session -t =m{i}"])
+            attached.append(p)
+            if not p.read_until(rb"\[m\d+\]", timeout=20):
+                raise RuntimeError(f"ssh client {i} did not attach")
+        settle()
+        before_ssh, with_ssh = with_web, server.rss_mb()
+    finally:
+        for p in attached:
+            p.close()
+        browser.js("for (const ws of window.__shedSockets || []) ws.close(); return true;")
+        browser.goto("about:blank")
+    per_web = (with_web - before) / n
+    per_ssh = (with_ssh - before_ssh) / n
+    row(rows, f"23. shed-server memory per open browser terminal ({n} terminal WebSockets, then {n} ssh -tt clients on top, same sessions)",
+        f"{per_web:.2f} MB each (RSS {before:.1f} -> {with_web:.1f} MB)",
+        f"{per_ssh:.2f} MB each (RSS {before_ssh:.1f} -> {with_ssh:.1f} MB)",
+        f"{per_web / per_ssh:.2f}" if per_ssh > 0 else "-", "< 2 MB per terminal", per_web < 2)
+
+
 def main():
     os.chdir(ROOT)
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--bins"], check=True)
@@ -1197,6 +1446,32 @@ def main():
                 fn(rows, snap_server, 2 if QUICK else 5)
             except Exception as e:
                 row(rows, f"row {name}", "error", "-", "-", "-", False, note=str(e)[:200])
+        # Rows 21-23, on a server of their own with exactly 10 sheds x 10 sessions.
+        web_rows = [("21", bench_web_first_paint), ("22", bench_web_echo), ("23", bench_web_memory)]
+        if any(ONLY is None or n in ONLY for n, _ in web_rows):
+            browser = None
+            try:
+                web_server = Server("web", key_pub)
+                servers.append(web_server)
+                if ONLY is None or "21" in ONLY:
+                    web_server.make_sheds(10, 10)
+                browser = WebDriver()
+            except Exception as e:
+                row(rows, "row 21", "error", "-", "-", "-", False, note=str(e)[:200])
+            for name, fn in web_rows:
+                if browser is None or (ONLY is not None and name not in ONLY):
+                    continue
+                try:
+                    if name == "21":
+                        fn(rows, web_server, browser)
+                    else:
+                        if "w0" not in {s["name"] for s in web_server.get("/api/sheds")["sheds"]}:
+                            web_server.post("/api/sheds", {"name": "w0"})
+                        fn(rows, web_server, key, browser)
+                except Exception as e:
+                    row(rows, f"row {name}", "error", "-", "-", "-", False, note=str(e)[:200])
+            if browser is not None:
+                browser.close()
         if ONLY is not None and "3" not in ONLY:
             raise _SkipTrio()
         # Three fresh servers of exactly 10 sheds each (main holds 50 by now).

@@ -426,6 +426,8 @@ pub enum ErrorCode {
     UpgradeRequired,
     /// The server has as many browser terminals open as it allows.
     TooManyTerminals,
+    /// `shed ui` could not get an answer from the server it relays to.
+    ServerUnreachable,
 }
 
 impl ErrorCode {
@@ -462,6 +464,7 @@ impl ErrorCode {
             ErrorCode::SessionExited => "SESSION_EXITED",
             ErrorCode::UpgradeRequired => "UPGRADE_REQUIRED",
             ErrorCode::TooManyTerminals => "TOO_MANY_TERMINALS",
+            ErrorCode::ServerUnreachable => "SERVER_UNREACHABLE",
         }
     }
 }
@@ -527,6 +530,7 @@ mod tests {
             ErrorCode::RequestTimeout,
             ErrorCode::UpgradeRequired,
             ErrorCode::TooManyTerminals,
+            ErrorCode::ServerUnreachable,
         ] {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().into()));

@@ -103,6 +103,19 @@ impl ClientError {
     }
 }
 
+/// A connection to a server's API port, as [`ApiClient::connect_raw`] opens it.
+pub struct RawConnection {
+    /// The byte stream: plain TCP, or TLS over it.
+    pub stream: tokio_util::either::Either<
+        tokio::net::TcpStream,
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    >,
+    /// Whether it is under TLS (`wss:` rather than `ws:`).
+    pub secure: bool,
+    /// `host:port` as the server knows itself, for the request URL and Host.
+    pub authority: String,
+}
+
 /// A client bound to one configured server.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -248,18 +261,20 @@ impl ApiClient {
         &self.base
     }
 
-    async fn call<T: DeserializeOwned, B: Serialize>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-        timeout: Duration,
-    ) -> Result<Option<T>, ClientError> {
-        let mut request = self.request(method, path)?.timeout(timeout);
-        if let Some(body) = body {
-            request = request.json(body);
+    /// Refuses at once when this entry's configuration forbids any request.
+    fn check_usable(&self) -> Result<(), ClientError> {
+        let (server, addr) = (self.name.clone(), self.base.clone());
+        match self.refuse {
+            Some(Refusal::PlainHttpToken) => Err(ClientError::PlainHttpToken { server, addr }),
+            Some(Refusal::NotPinned) => Err(ClientError::NotPinned { server, addr }),
+            None => Ok(()),
         }
-        let unreachable = |e: reqwest::Error| match (&self.pin, self.presented.get()) {
+    }
+
+    /// The error for a request that got no answer: a changed certificate
+    /// when the server presented another one than the pinned one.
+    fn no_answer(&self, detail: String) -> ClientError {
+        match (&self.pin, self.presented.get()) {
             (Some(pinned), Some(presented)) if *pinned != presented => {
                 ClientError::CertificateChanged {
                     server: self.name.clone(),
@@ -271,9 +286,114 @@ impl ApiClient {
             _ => ClientError::Unreachable {
                 server: self.name.clone(),
                 addr: self.base.clone(),
-                detail: clean(&describe(&e)),
+                detail: clean(&detail),
             },
+        }
+    }
+
+    /// Sends a request for `path_and_query` (which starts with `/api/`) with
+    /// this server's token and pinned certificate, and no overall timeout
+    /// unless `timeout` is given: `shed ui` relays the answer, status and
+    /// streamed body as they are.
+    pub async fn relay(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self
+            .request(method, path_and_query)?
+            .headers(headers)
+            .body(body);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| self.no_answer(describe(&e)))
+    }
+
+    /// A byte stream to this server's API port: TCP, under TLS trusting only
+    /// the pinned certificate for https, for protocols reqwest does not
+    /// speak (the terminal WebSocket), with what goes in the request URL.
+    pub async fn connect_raw(&self) -> Result<RawConnection, ClientError> {
+        self.check_usable()?;
+        let url = reqwest::Url::parse(&self.base).map_err(|e| self.lie(e.to_string()))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| self.lie("no host in the base URL".into()))?
+            .to_string();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((bare.as_str(), port)),
+        )
+        .await
+        .map_err(|_| self.no_answer("connect timed out".into()))?
+        .map_err(|e| self.no_answer(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let authority = format!("{host}:{port}");
+        if url.scheme() != "https" {
+            return Ok(RawConnection {
+                stream: tokio_util::either::Either::Left(tcp),
+                secure: false,
+                authority,
+            });
+        }
+        let (tls, presented) =
+            pinned_config(self.pin.as_deref()).map_err(|e| self.no_answer(e.to_string()))?;
+        let server_name =
+            rustls::pki_types::ServerName::try_from(bare).map_err(|e| self.lie(e.to_string()))?;
+        let handshake =
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls)).connect(server_name, tcp);
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                return Err(match (&self.pin, presented.get()) {
+                    (Some(pinned), Some(seen)) if *pinned != seen => {
+                        ClientError::CertificateChanged {
+                            server: self.name.clone(),
+                            addr: self.base.clone(),
+                            pinned: pinned.clone(),
+                            presented: seen,
+                        }
+                    }
+                    _ => self.no_answer(e.to_string()),
+                })
+            }
+            Err(_) => return Err(self.no_answer("TLS handshake timed out".into())),
         };
+        Ok(RawConnection {
+            stream: tokio_util::either::Either::Right(stream),
+            secure: true,
+            authority,
+        })
+    }
+
+    /// The token this client sends, for a protocol [`Self::connect_raw`] carries.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    async fn call<T: DeserializeOwned, B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<Option<T>, ClientError> {
+        let mut request = self.request(method, path)?.timeout(timeout);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let unreachable = |e: reqwest::Error| self.no_answer(describe(&e));
         let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let mut bytes = Vec::new();
@@ -299,13 +419,7 @@ impl ApiClient {
     /// A request to `path` carrying the token, unless the entry's
     /// configuration forbids every request (see [`Refusal`]).
     fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, ClientError> {
-        if let Some(refusal) = self.refuse {
-            let (server, addr) = (self.name.clone(), self.base.clone());
-            return Err(match refusal {
-                Refusal::PlainHttpToken => ClientError::PlainHttpToken { server, addr },
-                Refusal::NotPinned => ClientError::NotPinned { server, addr },
-            });
-        }
+        self.check_usable()?;
         let request = self.http.request(method, format!("{}{path}", self.base));
         Ok(match &self.token {
             Some(token) => request.bearer_auth(token),

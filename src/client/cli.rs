@@ -252,6 +252,26 @@ its bell. Ctrl-C stops the watch (exit 0).")]
         #[arg(long)]
         notify: bool,
     },
+    /// Serve the web dashboard for every configured server on this machine.
+    #[command(after_help = "Examples:
+  shed ui                 # http://127.0.0.1:8765/
+  shed ui --open          # and open it in the browser
+  shed ui --port 0        # any free port (the URL is printed)
+  shed -s box ui          # one server only
+
+The page lists every configured server's sheds and sessions, with the
+agents waiting for an answer on top, and opens terminals in the browser.
+shed ui relays each server's API with the token and pinned certificate in
+the config, so no secret reaches the browser. It listens on 127.0.0.1 only,
+and refuses requests from other web sites. Ctrl-C stops it.")]
+    Ui {
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = crate::client::ui::DEFAULT_PORT)]
+        port: u16,
+        /// Open the page in the default browser.
+        #[arg(long)]
+        open: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// Shell to generate for.

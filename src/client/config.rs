@@ -85,6 +85,22 @@ impl ServerEntry {
     }
 }
 
+/// Longest server name accepted.
+pub const MAX_SERVER_NAME_LEN: usize = 64;
+
+/// Whether `name` follows the server name rule: letters, digits, '-', '_'
+/// and '.', at most [`MAX_SERVER_NAME_LEN`] bytes. Names become part of ssh
+/// aliases, config keys and `shed ui`'s URLs.
+pub fn is_valid_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SERVER_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        // "." and ".." would be path segments a URL parser removes.
+        && !name.bytes().all(|b| b == b'.')
+}
+
 /// Whether `host` is `localhost` or a loopback IP address (brackets allowed).
 pub fn is_loopback_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');

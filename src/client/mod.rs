@@ -9,3 +9,4 @@ pub mod output;
 pub mod sse;
 pub mod ssh;
 pub mod tls;
+pub mod ui;

@@ -59,6 +59,12 @@ pub enum ApiError {
     /// Every browser terminal slot is taken.
     #[error("this server has {0} browser terminals open, the most it allows; close one first")]
     TooManyTerminals(usize),
+    /// `shed ui`: the server a request was for gave no answer.
+    #[error("{0}")]
+    Upstream(String),
+    /// `shed ui`: no configured server has that name.
+    #[error("no configured server named {0:?}")]
+    UnknownServer(String),
 }
 
 /// What the client is told instead of an internal error's detail.
@@ -87,6 +93,8 @@ impl ApiError {
             ApiError::NotForm => (S::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),
             ApiError::UpgradeRequired(_) => (S::UPGRADE_REQUIRED, C::UpgradeRequired),
             ApiError::TooManyTerminals(_) => (S::SERVICE_UNAVAILABLE, C::TooManyTerminals),
+            ApiError::Upstream(_) => (S::BAD_GATEWAY, C::ServerUnreachable),
+            ApiError::UnknownServer(_) => (S::NOT_FOUND, C::NotFound),
             ApiError::Backend(e) => match e {
                 B::ShedNotFound(_) => (S::NOT_FOUND, C::ShedNotFound),
                 B::ShedExists(_) | B::ShedBeingCreated(_) => (S::CONFLICT, C::ShedExists),

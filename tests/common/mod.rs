@@ -20,6 +20,7 @@ mod server;
 mod sheds;
 mod ssh;
 mod tmux;
+mod ui;
 
 pub use cli::*;
 pub use events::*;
@@ -29,6 +30,7 @@ pub use server::*;
 pub use sheds::*;
 pub use ssh::*;
 pub use tmux::*;
+pub use ui::*;
 
 /// The crate's root directory.
 pub fn repo_root() -> PathBuf {

@@ -10,6 +10,7 @@ mod sessions;
 mod sheds;
 mod ssh;
 mod ssh_config;
+mod ui;
 mod wait;
 mod watch;
 
@@ -219,6 +220,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             timeout,
         } => ctx.wait(&shed, &session, state, timeout).await,
         Command::Watch { all, notify } => ctx.watch_sessions(all, notify).await,
+        Command::Ui { port, open } => ctx.ui(port, open).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

@@ -331,12 +331,7 @@ pub(super) fn host_is_plain(host: &str) -> bool {
 
 /// Checks a server's name: it becomes part of ssh aliases and config keys.
 pub(super) fn check_server_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
+    if crate::client::config::is_valid_server_name(name) {
         Ok(())
     } else {
         bail!("invalid server name {name:?}: use letters, digits, '-', '_' and '.'; pass --name")

@@ -38,6 +38,7 @@ pub use openapi::ApiDoc;
 pub use sessions::OutputParams;
 pub use sheds::DeleteParams;
 pub use snapshots::RestoreParams;
+pub use web::page;
 
 /// Largest request body accepted; create bodies are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

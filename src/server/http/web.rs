@@ -62,8 +62,9 @@ fn page_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     out
 }
 
-/// A page response: `body` as `content_type`, with [`page_headers`].
-fn page(
+/// A page response: `body` as `content_type`, with [`page_headers`]
+/// (`shed ui` serves its page with the same).
+pub fn page(
     status: StatusCode,
     request: &HeaderMap,
     content_type: &'static str,
