@@ -403,11 +403,7 @@ async fn a_history_longer_than_tmux_keeps_by_default_is_saved_and_comes_back() {
     restart(&server, "long").await;
     wait_sessions(&server, "long", &["seq"]).await;
     let (ok, text) = eventually(DEADLINE, || async {
-        let text = in_shed(
-            &server,
-            "long",
-            "tmux capture-pane -p -J -S - -t '=seq:'",
-        );
+        let text = in_shed(&server, "long", "tmux capture-pane -p -J -S - -t '=seq:'");
         (text.contains("restored after a restart"), text)
     })
     .await;

@@ -687,8 +687,19 @@ mod tests {
             ScriptSession {
                 index: 0,
                 steps: vec![
-                    vec!["tmux".into(), "new-session".into(), "-s".into(), "a b'c".into(), file(0)],
-                    vec!["tmux".into(), "split-window".into(), "fail-me".into(), file(1)],
+                    vec![
+                        "tmux".into(),
+                        "new-session".into(),
+                        "-s".into(),
+                        "a b'c".into(),
+                        file(0),
+                    ],
+                    vec![
+                        "tmux".into(),
+                        "split-window".into(),
+                        "fail-me".into(),
+                        file(1),
+                    ],
                     vec!["tmux".into(), "select-pane".into(), "$x;".into()],
                 ],
                 files: vec![(file(0), hostile.into()), (file(1), "two\n".into())],
@@ -696,7 +707,12 @@ mod tests {
             ScriptSession {
                 index: 1,
                 steps: vec![
-                    vec!["tmux".into(), "new-session".into(), "fail-me".into(), file(2)],
+                    vec![
+                        "tmux".into(),
+                        "new-session".into(),
+                        "fail-me".into(),
+                        file(2),
+                    ],
                     vec!["tmux".into(), "never".into()],
                 ],
                 files: vec![(file(2), "three\n".into())],
@@ -715,7 +731,16 @@ mod tests {
         assert_eq!(
             calls,
             vec![
-                vec!["if-shell", "-F", "#{x}", ";", "new-session", "-s", "a b'c", &file(0)],
+                vec![
+                    "if-shell",
+                    "-F",
+                    "#{x}",
+                    ";",
+                    "new-session",
+                    "-s",
+                    "a b'c",
+                    &file(0)
+                ],
                 vec!["split-window", "fail-me", &file(1)],
                 vec!["select-pane", "$x;"],
                 vec!["new-session", "fail-me", &file(2)],
@@ -759,5 +784,4 @@ mod tests {
         assert_eq!(cmd[2], "#{e|<:#{history-limit},3500}");
         assert_eq!(cmd[3], "set-option -g history-limit 3500");
     }
-
 }

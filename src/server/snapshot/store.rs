@@ -97,7 +97,9 @@ pub fn parse_read_all(mut out: &[u8], count: usize) -> Vec<Read> {
         }
     }
     while reads.len() < count {
-        reads.push(Read::Bad("reading it failed: the output was cut short".into()));
+        reads.push(Read::Bad(
+            "reading it failed: the output was cut short".into(),
+        ));
     }
     reads
 }
@@ -327,13 +329,22 @@ mod tests {
         assert_eq!(run(read_command(dir, PREVIOUS_FILE), b"").1, b"absent\n");
         assert_eq!(run(write_command(dir, true), b"two").0, 0);
         assert_eq!(framed(&run(read_command(dir, CURRENT_FILE), b"").1), b"two");
-        assert_eq!(framed(&run(read_command(dir, PREVIOUS_FILE), b"").1), b"one");
+        assert_eq!(
+            framed(&run(read_command(dir, PREVIOUS_FILE), b"").1),
+            b"one"
+        );
         // Without rotation the previous file stays.
         assert_eq!(run(write_command(dir, false), b"three").0, 0);
-        assert_eq!(framed(&run(read_command(dir, PREVIOUS_FILE), b"").1), b"one");
+        assert_eq!(
+            framed(&run(read_command(dir, PREVIOUS_FILE), b"").1),
+            b"one"
+        );
         // Empty input never replaces anything.
         assert_eq!(run(write_command(dir, true), b"").0, EXIT_EMPTY);
-        assert_eq!(framed(&run(read_command(dir, CURRENT_FILE), b"").1), b"three");
+        assert_eq!(
+            framed(&run(read_command(dir, CURRENT_FILE), b"").1),
+            b"three"
+        );
         let mode = std::fs::metadata(format!("{dir}/snapshot.json")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.permissions().mode() & 0o777, 0o600);
