@@ -533,8 +533,7 @@ impl DockerBackend {
                 files,
             });
         }
-        let first = crate::server::snapshot::history_limit_command(self.snapshots.history_lines)
-            .unwrap_or_default();
+        let first = self.history_limit_command().unwrap_or_default();
         let script = restore::restore_script(&dir, &first, &scripted);
         drop(scripted);
         let cmd = vec!["/bin/sh".to_string(), "-s".to_string()];
