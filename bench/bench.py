@@ -1004,14 +1004,6 @@ def started_at(container):
     return calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")) + float("0." + (m.group(2) or "0"))
 
 
-def raise_history_limit(container, lines):
-    """tmux keeps 2000 lines per pane unless told; /etc/tmux.conf is read at
-    every tmux server start, so the limit holds after the shed restarts."""
-    sh("docker", "exec", "-u", "0", container, "sh", "-c",
-       f"echo 'set -g history-limit {lines}' >> /etc/tmux.conf")
-    sh("docker", "exec", container, "tmux", "set-option", "-g", "history-limit", str(lines), check=False)
-
-
 def fill_sessions(container, names, lines):
     """Prints `seq 1 LINES` in every session, in one docker exec."""
     script = 'for s in "$@"; do tmux send-keys -t "=$s:" "seq 1 %d" Enter; done' % lines
@@ -1029,7 +1021,6 @@ def bench_restore(rows, server, runs):
     shed, names, lines = "r0", [f"h{i}" for i in range(10)], 10000
     container = server.container(shed)
     server.post("/api/sheds", {"name": shed})
-    raise_history_limit(container, lines + 2000)
     for n in names:
         server.post(f"/api/sheds/{shed}/sessions", {"name": n})
     fill_sessions(container, names, lines)
@@ -1094,7 +1085,6 @@ def bench_autosave(rows, server, runs):
     shed, names, lines = "a0", [f"w{i}" for i in range(32)], 2000
     container = server.container(shed)
     server.post("/api/sheds", {"name": shed})
-    raise_history_limit(container, lines + 500)
     for n in names:
         server.post(f"/api/sheds/{shed}/sessions", {"name": n})
     fill_sessions(container, names, lines)

@@ -18,13 +18,18 @@ const MARKER: &str = "shed: saved history of this pane";
 /// A test server. On the exec path (`SHED_TEST_CONTROL_MODE=false`) no
 /// channel reports changes made inside tmux, so periodic saves stand in.
 fn start_server() -> TestServer {
+    start_server_with("")
+}
+
+/// [`start_server`] with `extra` config lines.
+fn start_server_with(extra: &str) -> TestServer {
     let exec_only = std::env::var("SHED_TEST_CONTROL_MODE").is_ok_and(|m| m == "false");
+    let mut extra = extra.to_string();
+    if exec_only && !extra.contains("snapshot_interval_secs") {
+        extra.push_str("snapshot_interval_secs = 10\n");
+    }
     TestServer::start_with(ServerOpts {
-        extra: if exec_only {
-            "snapshot_interval_secs = 10\n".into()
-        } else {
-            String::new()
-        },
+        extra,
         ..Default::default()
     })
 }
@@ -338,6 +343,72 @@ async fn after_docker_kill_a_corrupt_snapshot_warns_and_the_previous_one_comes_b
         "the warning is not in the log:\n{}",
         server.log()
     );
+}
+
+#[tokio::test]
+async fn after_docker_kill_the_sessions_come_back_from_the_last_autosave() {
+    // Periodic saves every 10 s, so a save follows the typed line.
+    let server = start_server_with("snapshot_interval_secs = 10\n");
+    make_shed(&server, "kill").await;
+    new_session(&server, "kill", json!({"name": "a", "cwd": "/tmp"})).await;
+    new_session(&server, "kill", json!({"name": "b"})).await;
+    type_line(&server, "kill", "a", "echo before-the-kill").await;
+    saved(&server, "kill", |s| {
+        history_has(s, "a", "before-the-kill") && session(s, "b").is_some()
+    })
+    .await;
+
+    // No stop through shed, so no save: what comes back is the autosave,
+    // from the current file, which is intact.
+    docker(&["kill", &server.container("kill")]);
+    assert!(wait_until(DEADLINE, || !is_running(
+        &server.container("kill")
+    )));
+    let r = post(&server.url("/api/sheds/kill/start"), "").await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let list = wait_sessions(&server, "kill", &["a", "b"]).await;
+    assert_eq!(list[0]["cwd"], "/tmp", "{}", list[0]);
+    wait_pane(&server, "kill", "=a:", "before-the-kill").await;
+    let r = get(&server.url("/api/sheds/kill/snapshot")).await;
+    assert_eq!(r.json["file"], "current", "{:#}", r.json);
+    assert_eq!(r.json["warnings"], json!([]), "{:#}", r.json);
+    assert!(
+        !server.log().contains("unusable"),
+        "a snapshot was unreadable:\n{}",
+        server.log()
+    );
+}
+
+#[tokio::test]
+async fn a_history_longer_than_tmux_keeps_by_default_is_saved_and_comes_back() {
+    // tmux keeps 2000 lines per pane unless told; shed raises the limit
+    // itself, with no tmux.conf edit.
+    let server = start_server_with("snapshot_history_lines = 3000\n");
+    make_shed(&server, "long").await;
+    new_session(&server, "long", json!({"name": "seq"})).await;
+    type_line(&server, "long", "seq", "seq 1 3000").await;
+    let whole = |text: &str| {
+        let lines: Vec<&str> = text.lines().collect();
+        lines.contains(&"1") && lines.contains(&"3000")
+    };
+    saved(&server, "long", |s| {
+        session(s, "seq").is_some_and(|x| {
+            x["windows"][0]["panes"][0]["history"]
+                .as_str()
+                .is_some_and(whole)
+        })
+    })
+    .await;
+
+    restart(&server, "long").await;
+    wait_sessions(&server, "long", &["seq"]).await;
+    let (ok, text) = eventually(DEADLINE, || async {
+        let text = in_shed(&server, "long", "tmux capture-pane -p -J -S - -t '=seq:'");
+        (text.contains("restored after a restart"), text)
+    })
+    .await;
+    assert!(ok, "the history never finished printing:\n{text}");
+    assert!(whole(&text), "the restored pane lost lines:\n{text}");
 }
 
 #[tokio::test]

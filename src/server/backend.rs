@@ -249,10 +249,16 @@ pub trait ShedBackend: Send + Sync + 'static {
             agent: info.agent,
             decided_by: None,
             panes: Vec::new(),
-            rules_version: crate::server::agent::rules::Rules::builtin()
-                .version()
-                .to_string(),
+            rules_version: self.rules_version(),
         })
+    }
+
+    /// The version of the screen rules in force. A backend without the
+    /// server config's rules has the built-in ones.
+    fn rules_version(&self) -> String {
+        crate::server::agent::rules::Rules::builtin()
+            .version()
+            .to_string()
     }
 
     /// What the shed's snapshot holds. A backend without snapshots has none.

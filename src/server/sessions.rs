@@ -120,9 +120,9 @@ impl Sessions {
         find_session(self.list(shed).await?, shed, session)
     }
 
-    /// Creates a session unless the name is taken or the shed is at its limit.
-    pub async fn create(&self, shed: &str, new: NewSession) -> Result<SessionInfo, BackendError> {
-        let entry = CreateLock {
+    /// The shed's create lock, held until the entry is dropped.
+    fn create_lock(&self, shed: &str) -> CreateLock {
+        CreateLock {
             map: self.creating.clone(),
             shed: shed.to_string(),
             lock: self
@@ -132,7 +132,12 @@ impl Sessions {
                 .entry(shed.to_string())
                 .or_default()
                 .clone(),
-        };
+        }
+    }
+
+    /// Creates a session unless the name is taken or the shed is at its limit.
+    pub async fn create(&self, shed: &str, new: NewSession) -> Result<SessionInfo, BackendError> {
+        let entry = self.create_lock(shed);
         let _held = entry.lock.lock().await;
         // Not coalesced: the check must see sessions made before this request.
         let existing = self.backend.list_sessions(shed).await?;
@@ -149,6 +154,20 @@ impl Sessions {
             });
         }
         self.backend.create_session(shed, new).await
+    }
+
+    /// Recreates the saved sessions the shed runs without, now (or, on a
+    /// dry run, says what it would recreate). Under the shed's create lock,
+    /// so a create's check of names and the limit never runs halfway
+    /// through a restore.
+    pub async fn restore(
+        &self,
+        shed: &str,
+        dry_run: bool,
+    ) -> Result<crate::api::snapshot::RestoreReport, BackendError> {
+        let entry = self.create_lock(shed);
+        let _held = entry.lock.lock().await;
+        self.backend.restore_snapshot(shed, dry_run).await
     }
 
     /// The last `lines` lines of a session's active pane, and the path that read them.

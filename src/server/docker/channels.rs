@@ -279,6 +279,13 @@ impl DockerBackend {
         // tmux older than 3.2 (or one refusing subscriptions) fails here;
         // dropping the client detaches it.
         client.subscribe().await?;
+        // tmux fixes a pane's history-limit when it makes the pane: raised
+        // now, panes made from here on keep what a snapshot saves.
+        if let Some(raise) = self.history_limit_command() {
+            if let Err(e) = client.run(&raise).await {
+                tracing::debug!(shed, error = %e, "raising history-limit");
+            }
+        }
         Ok(client)
     }
 }

@@ -232,6 +232,9 @@ impl DockerBackend {
                 ..Default::default()
             })
             .collect();
+        // The built-in rules with the config's overrides, shared by every
+        // shed's engine, the exec path and snapshots.
+        let rules = std::sync::Arc::new(config.rules()?);
         Ok(DockerBackend {
             endpoint: config.docker_endpoint(),
             client: StdMutex::new(None),
@@ -243,13 +246,8 @@ impl DockerBackend {
             container_user: config.container_user.clone().filter(|u| !u.is_empty()),
             creating: StdMutex::new(HashSet::new()),
             kept_dir: config.data_dir.join(KEPT_VOLUMES_DIR),
-            // The built-in rules with the config's overrides, shared by
-            // every shed's engine and the exec path.
-            channels: channels::Channels::new(
-                config.control_mode,
-                std::sync::Arc::new(config.rules()?),
-            ),
-            snapshots: snapshots::SnapshotState::new(config),
+            channels: channels::Channels::new(config.control_mode, rules.clone()),
+            snapshots: snapshots::SnapshotState::new(config, rules),
         })
     }
 
@@ -520,6 +518,10 @@ impl ShedBackend for DockerBackend {
 
     fn engine_connected(&self) -> bool {
         self.connected().is_some()
+    }
+
+    fn rules_version(&self) -> String {
+        self.channels.rules().version().to_string()
     }
 
     async fn live_sessions(&self, shed: &str) -> Option<Vec<SessionInfo>> {

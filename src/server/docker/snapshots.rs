@@ -16,9 +16,9 @@ use futures_util::StreamExt;
 
 use super::*;
 
-/// Sessions restored at once: each is a few execs in a row, so a shed's
-/// sessions side by side take little longer than one (benchmark row 19).
-const RESTORE_PARALLEL: usize = 8;
+/// Most sheds whose restore for their current start is remembered; past
+/// it the memory starts over, which costs one read of the snapshot each.
+const MAX_REMEMBERED_RUNS: usize = 4096;
 
 /// Largest value of `snapshot_history_lines`.
 pub const MAX_HISTORY_LINES: usize = crate::server::sessions::MAX_OUTPUT_LINES;
@@ -36,16 +36,38 @@ pub(super) struct SnapshotState {
     /// One lock per shed with a save or restore under way or waiting; an
     /// entry lives only while someone holds or waits for it.
     locks: Arc<StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The rules in force (the config's), for default policies and resume
+    /// commands.
+    rules: Arc<Rules>,
+    /// Per shed, the container start (`StartedAt`) whose restore is done,
+    /// so that the next trigger of the same start (the channel opening
+    /// right after an API start) needs no read of the snapshot.
+    restored: StdMutex<HashMap<String, String>>,
 }
 
 impl SnapshotState {
-    pub(super) fn new(config: &ServerConfig) -> SnapshotState {
+    pub(super) fn new(config: &ServerConfig, rules: Arc<Rules>) -> SnapshotState {
         SnapshotState {
             history_lines: config.snapshot_history_lines.min(MAX_HISTORY_LINES),
             interval: Duration::from_secs(config.snapshot_interval_secs),
             events: config.control_mode,
             locks: Arc::default(),
+            rules,
+            restored: StdMutex::default(),
         }
+    }
+
+    fn restored_for(&self, shed: &str, run: &str) -> bool {
+        let map = self.restored.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(shed).is_some_and(|r| r == run)
+    }
+
+    fn remember_restored(&self, shed: &str, run: &str) {
+        let mut map = self.restored.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_REMEMBERED_RUNS && !map.contains_key(shed) {
+            map.clear();
+        }
+        map.insert(shed.to_string(), run.to_string());
     }
 }
 
@@ -207,33 +229,34 @@ impl DockerBackend {
         }
     }
 
-    async fn read_file(&self, shed: &str, file: &str) -> Read {
-        let cmd = store::read_command(store::SNAPSHOT_DIR, file);
+    /// Both snapshot files, in one exec.
+    async fn read_stored(&self, shed: &str) -> Stored {
+        let files = [store::CURRENT_FILE, store::PREVIOUS_FILE];
+        let cmd = store::read_all_command(store::SNAPSHOT_DIR, &files);
+        let both = |read: Read| Stored {
+            current: read.clone(),
+            previous: read,
+        };
         match self.snapshot_exec(shed, cmd, Some(ROOT), b"").await {
+            Ok(out) if out.exit_code == 0 && out.truncated => both(Read::too_large()),
             Ok(out) if out.exit_code == 0 => {
-                if out.truncated || out.stdout.len() > format::MAX_SNAPSHOT_BYTES {
-                    Read::too_large()
-                } else {
-                    Read::from_bytes(&out.stdout)
+                let mut reads = store::parse_read_all(&out.stdout, files.len()).into_iter();
+                let mut next = || reads.next().unwrap_or(Read::Absent);
+                Stored {
+                    current: next(),
+                    previous: next(),
                 }
             }
-            Ok(out) if out.exit_code == store::EXIT_ABSENT => Read::Absent,
-            Ok(out) if out.exit_code == store::EXIT_UNSAFE => {
-                Read::Bad("the snapshot directory is not root's own; not read".into())
-            }
-            Ok(out) => Read::Bad(format!(
+            Ok(out) if out.exit_code == store::EXIT_ABSENT => both(Read::Absent),
+            Ok(out) if out.exit_code == store::EXIT_UNSAFE => both(Read::Bad(
+                "the snapshot directory is not root's own; not read".into(),
+            )),
+            Ok(out) => both(Read::Bad(format!(
                 "reading it failed (status {}): {}",
                 out.exit_code,
                 String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(e) => Read::Bad(format!("reading it failed: {e}")),
-        }
-    }
-
-    async fn read_stored(&self, shed: &str) -> Stored {
-        Stored {
-            current: self.read_file(shed, store::CURRENT_FILE).await,
-            previous: self.read_file(shed, store::PREVIOUS_FILE).await,
+            ))),
+            Err(e) => both(Read::Bad(format!("reading it failed: {e}"))),
         }
     }
 
@@ -288,7 +311,7 @@ impl DockerBackend {
             let out = self.snapshot_exec(shed, cmd, None, b"").await?;
             histories = capture::parse_history(&String::from_utf8_lossy(&out.stdout), &marker);
         }
-        Ok(capture::build(run, panes, histories, &Rules::builtin()))
+        Ok(capture::build(run, panes, histories, &self.snapshots.rules))
     }
 
     /// Saves the shed's sessions, unless that would replace a snapshot not
@@ -389,6 +412,10 @@ impl DockerBackend {
     /// Recreates the saved sessions the shed runs without. Unless `forced`
     /// (an on-demand restore), only once per container start, and never
     /// over a snapshot taken in this start.
+    ///
+    /// Three execs whatever the snapshot holds: one reads both files, one
+    /// script ([`restore::restore_script`]) writes every pane's history and
+    /// runs every tmux step, one marks the snapshot restored.
     pub(super) async fn restore_sessions(
         &self,
         shed: &str,
@@ -397,142 +424,162 @@ impl DockerBackend {
     ) -> Result<RestoreReport, BackendError> {
         let (_entry, _guard) = self.snapshot_lock(shed).await;
         let run = self.run_id(shed).await?;
-        let stored = self.read_stored(shed).await;
-        let (best, warnings) = stored.best();
         let mut report = RestoreReport {
             shed: shed.into(),
             dry_run,
-            file: best.map(|(f, _)| f.to_string()),
+            file: None,
             actions: Vec::new(),
-            warnings,
+            warnings: Vec::new(),
         };
+        if !forced && self.snapshots.restored_for(shed, &run) {
+            return Ok(report);
+        }
+        let stored = self.read_stored(shed).await;
+        let (best, warnings) = stored.best();
+        report.file = best.map(|(f, _)| f.to_string());
+        report.warnings = warnings;
         let Some((file, snapshot)) = best else {
+            if !forced {
+                self.snapshots.remember_restored(shed, &run);
+            }
             return Ok(report);
         };
         let mut snapshot = snapshot.clone();
         if !forced
             && (snapshot.run == run || snapshot.restored_for.as_deref() == Some(run.as_str()))
         {
+            self.snapshots.remember_restored(shed, &run);
             return Ok(report);
         }
-        let existing = self.list_sessions_for_restore(shed).await?;
-        let rules = Rules::builtin();
-        let saved_at = snapshot.saved_at.to_rfc3339_opts(SecondsFormat::Secs, true);
-        // The first session alone, so that it is the one to start a tmux
-        // server that is not running yet; the rest side by side.
-        let mut sessions = snapshot.sessions.iter();
-        let mut outcomes = Vec::new();
-        if let Some(first) = sessions.next() {
-            outcomes.push(
-                self.restore_session(shed, first, &existing, &rules, &saved_at, dry_run)
-                    .await,
-            );
+        let rules = self.snapshots.rules.clone();
+        if dry_run {
+            let existing = self.list_sessions_for_restore(shed).await?;
+            for session in &snapshot.sessions {
+                let mut action = restore::plan_session(session, &rules, &[]).action;
+                if existing.contains(&session.name) {
+                    action.skipped = Some(RUNNING.into());
+                }
+                report.actions.push(action);
+            }
+            return Ok(report);
         }
-        let rest: Vec<_> = sessions
-            .map(|session| {
-                Box::pin(self.restore_session(shed, session, &existing, &rules, &saved_at, dry_run))
-            })
-            .collect();
-        outcomes.extend(
-            futures_util::stream::iter(rest)
-                .buffered(RESTORE_PARALLEL)
-                .collect::<Vec<_>>()
-                .await,
-        );
-        let mut failed = false;
-        for (action, warnings, session_failed) in outcomes {
-            report.actions.push(action);
-            report.warnings.extend(warnings);
-            failed |= session_failed;
-        }
-        if !dry_run {
-            self.channels.wrote(shed);
-        }
+        let failed = self
+            .run_restore_script(shed, &snapshot, &rules, &mut report)
+            .await;
+        self.channels.wrote(shed);
         if failed {
             // Not marked: the snapshot stays as it is (saves of this start
             // cannot replace it) and the next restore tries again.
             report.warnings.push(
                 "some sessions could not be restored; the snapshot is kept for another try".into(),
             );
-        } else if !dry_run {
-            snapshot.restored_for = Some(run);
-            // A restore from the previous file leaves the unusable current
-            // one to be replaced, not kept as the previous.
-            if let Err(e) = self
-                .write_snapshot(shed, &mut snapshot, file == "current" && stored.rotate())
-                .await
-            {
-                report
-                    .warnings
-                    .push(format!("marking the snapshot restored: {e}"));
-            }
+            return Ok(report);
+        }
+        snapshot.restored_for = Some(run.clone());
+        // A restore from the previous file leaves the unusable current
+        // one to be replaced, not kept as the previous.
+        match self
+            .write_snapshot(shed, &mut snapshot, file == "current" && stored.rotate())
+            .await
+        {
+            Ok(()) => self.snapshots.remember_restored(shed, &run),
+            Err(e) => report
+                .warnings
+                .push(format!("marking the snapshot restored: {e}")),
         }
         Ok(report)
     }
 
-    /// Recreates one saved session (or plans it, on a dry run): its
-    /// report entry, its warnings, and whether tmux refused it.
-    async fn restore_session(
+    /// Recreates every session of `snapshot` in one exec, adding an action
+    /// per session and the warnings to `report`; whether tmux refused a
+    /// session (a name already running is not a refusal).
+    async fn run_restore_script(
         &self,
         shed: &str,
-        session: &crate::api::snapshot::SavedSession,
-        existing: &[String],
+        snapshot: &Snapshot,
         rules: &Rules,
-        saved_at: &str,
-        dry_run: bool,
-    ) -> (crate::api::snapshot::RestoreAction, Vec<String>, bool) {
-        let mut warnings = Vec::new();
-        if existing.contains(&session.name) {
-            let mut action = restore::plan_session(session, rules, &[]).action;
-            action.skipped = Some("a session of this name is running".into());
-            return (action, warnings, false);
-        }
-        if dry_run {
-            return (
-                restore::plan_session(session, rules, &[]).action,
-                warnings,
-                false,
-            );
-        }
-        let mut files = Vec::new();
-        for pane in session.windows.iter().flat_map(|w| &w.panes) {
-            let file = match restore::history_text(pane, saved_at) {
-                Some(text) => match self.history_file(shed, &text).await {
-                    Ok(path) => path,
-                    Err(e) => {
-                        warnings.push(format!("history of a pane of {}: {e}", session.name));
-                        String::new()
-                    }
-                },
-                None => String::new(),
-            };
-            files.push(file);
-        }
-        let plan = restore::plan_session(session, rules, &files);
-        let mut action = plan.action;
-        for (i, step) in plan.steps.into_iter().enumerate() {
-            let refused = match self.snapshot_exec(shed, step, None, b"").await {
-                Ok(out) if out.exit_code == 0 => continue,
-                Ok(out) => {
-                    let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                    warnings.push(format!(
-                        "restoring session {}: tmux: {message}",
-                        session.name
-                    ));
-                    format!("tmux refused it: {message}")
-                }
-                Err(e) => {
-                    warnings.push(format!("restoring session {}: {e}", session.name));
-                    e.to_string()
-                }
-            };
-            // Without its first step the session does not exist.
-            if i == 0 {
-                action.skipped = Some(refused);
-                return (action, warnings, true);
+        report: &mut RestoreReport,
+    ) -> bool {
+        let saved_at = snapshot.saved_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let dir = match random_hex() {
+            Ok(hex) => format!("{}{hex}", restore::RESTORE_DIR_PREFIX),
+            Err(e) => {
+                report.warnings.push(format!("restoring: {e}"));
+                return true;
             }
+        };
+        let mut scripted = Vec::new();
+        let mut actions = Vec::new();
+        let mut count = 0;
+        for (index, session) in snapshot.sessions.iter().enumerate() {
+            let mut files = Vec::new();
+            let mut paths = Vec::new();
+            for pane in session.windows.iter().flat_map(|w| &w.panes) {
+                match restore::history_text(pane, &saved_at) {
+                    Some(text) => {
+                        let path = format!("{dir}/{count}");
+                        count += 1;
+                        paths.push(path.clone());
+                        files.push((path, text));
+                    }
+                    None => paths.push(String::new()),
+                }
+            }
+            let plan = restore::plan_session(session, rules, &paths);
+            actions.push(plan.action);
+            scripted.push(restore::ScriptSession {
+                index,
+                steps: plan.steps,
+                files,
+            });
         }
-        (action, warnings, false)
+        let first = self.history_limit_command().unwrap_or_default();
+        let script = restore::restore_script(&dir, &first, &scripted);
+        drop(scripted);
+        let cmd = vec!["/bin/sh".to_string(), "-s".to_string()];
+        let outcomes = match self.snapshot_exec(shed, cmd, None, script.as_bytes()).await {
+            Ok(out) => {
+                if out.exit_code != 0 {
+                    report.warnings.push(format!(
+                        "restoring: the restore script failed (status {}): {}",
+                        out.exit_code,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                restore::parse_outcomes(&String::from_utf8_lossy(&out.stdout))
+            }
+            Err(e) => {
+                report.warnings.push(format!("restoring: {e}"));
+                Default::default()
+            }
+        };
+        let mut failed = false;
+        for (index, (session, mut action)) in snapshot.sessions.iter().zip(actions).enumerate() {
+            for ((_, step), outcome) in outcomes.range((index, 0)..(index + 1, 0)) {
+                let restore::StepOutcome::Failed(message) = outcome else {
+                    continue;
+                };
+                // Without its first step the session does not exist.
+                if *step == 0 {
+                    if tmux_text::classify(1, message) == TmuxFailure::Duplicate {
+                        action.skipped = Some(RUNNING.into());
+                        continue;
+                    }
+                    action.skipped = Some(format!("tmux refused it: {message}"));
+                    failed = true;
+                }
+                report.warnings.push(format!(
+                    "restoring session {}: tmux: {message}",
+                    session.name
+                ));
+            }
+            if action.skipped.is_none() && !outcomes.contains_key(&(index, 0)) {
+                action.skipped = Some("the restore did not get to it".into());
+                failed = true;
+            }
+            report.actions.push(action);
+        }
+        failed
     }
 
     /// The names of the shed's sessions now.
@@ -545,24 +592,22 @@ impl DockerBackend {
             .collect())
     }
 
-    /// Writes `text` to a fresh file only the container user can read, for
-    /// a restored pane to print; its path.
-    async fn history_file(&self, shed: &str, text: &str) -> Result<String, BackendError> {
-        let cmd = [
-            "/bin/sh",
-            "-c",
-            "umask 077; f=$(mktemp /tmp/shed-history.XXXXXX) && cat > \"$f\" && printf %s \"$f\"",
-        ]
-        .map(String::from)
-        .to_vec();
-        let out = self.snapshot_exec(shed, cmd, None, text.as_bytes()).await?;
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if out.exit_code != 0 || !path.starts_with("/tmp/shed-history.") {
-            return Err(BackendError::Internal(format!(
-                "writing a history file failed (status {})",
-                out.exit_code
-            )));
-        }
-        Ok(path)
+    /// The tmux command raising `history-limit` to what a snapshot saves
+    /// (see [`crate::server::snapshot::history_limit_command`]).
+    pub(super) fn history_limit_command(&self) -> Option<Vec<String>> {
+        crate::server::snapshot::history_limit_command(self.snapshots.history_lines)
     }
+}
+
+/// Why a saved session is not restored when one of its name runs.
+const RUNNING: &str = "a session of this name is running";
+
+/// 128 random bits as hex, for a path no one can plant something at.
+fn random_hex() -> Result<String, BackendError> {
+    let mut bytes = [0u8; 16];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| BackendError::Internal("no random bytes for a restore".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

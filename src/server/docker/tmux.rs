@@ -174,7 +174,14 @@ impl DockerBackend {
         // Every user value goes through tmux's argv parser and `-c` also
         // through its format expander, so each is escaped to arrive as given.
         let cwd = tmux_text::literal_format_arg(&new.cwd);
-        let mut cmd = args(&["tmux", "new-session", "-d", "-s", &new.name, "-c", &cwd]);
+        let mut cmd = args(&["tmux"]);
+        // Before the pane exists, which fixes its history-limit; in the
+        // same command list, as new-session may start the tmux server.
+        if let Some(raise) = self.history_limit_command() {
+            cmd.extend(raise);
+            cmd.push(";".into());
+        }
+        cmd.extend(args(&["new-session", "-d", "-s", &new.name, "-c", &cwd]));
         for (key, value) in &new.env {
             cmd.push("-e".into());
             cmd.push(tmux_text::literal_arg(&format!("{key}={value}")));

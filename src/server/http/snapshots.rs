@@ -57,10 +57,5 @@ pub(super) async fn restore_snapshot(
     ApiQuery(params): ApiQuery<RestoreParams>,
     ShedName(name): ShedName,
 ) -> Result<Json<RestoreReport>, ApiError> {
-    Ok(Json(
-        state
-            .backend
-            .restore_snapshot(&name, params.dry_run)
-            .await?,
-    ))
+    Ok(Json(state.sessions.restore(&name, params.dry_run).await?))
 }

@@ -5,7 +5,11 @@
 //! Every user value travels as its own argument, escaped for tmux's argv
 //! parser (and its format expander where tmux expands one); the pane runs
 //! a fixed script that takes the history file, the mode and the command as
-//! arguments, so no text is ever parsed by a shell or by tmux.
+//! arguments, so no text is ever parsed by a shell or by tmux. The whole
+//! restore of a shed is one script ([`restore_script`]), one exec, where
+//! each such argument is a single-quoted shell word.
+
+use std::collections::BTreeMap;
 
 use crate::api::snapshot::{RestoreAction, RestorePolicy, SavedPane, SavedSession};
 use crate::server::agent::rules::Rules;
@@ -14,7 +18,7 @@ use crate::server::tmux as tmux_text;
 use super::capture::{Created, CREATE_OPTION};
 
 /// What every restored pane runs: prints the saved history (and removes its
-/// file), then a shell, the command (`run`), or the command once the user
+/// file, and the restore's directory once it is empty), then a shell, the command (`run`), or the command once the user
 /// presses Enter (`ask`).
 ///
 /// Its fourth argument is the session's `PATH` (`-` for none): tmux gives a
@@ -23,7 +27,7 @@ use super::capture::{Created, CREATE_OPTION};
 /// runs tmux through an exec, so `-e PATH=...` alone would be lost.
 pub const PANE_SCRIPT: &str = r#"f=$1; mode=$2; cmd=$3
 case ${4:--} in -) ;; *) export PATH="$4" ;; esac
-if [ -n "$f" ] && [ -f "$f" ]; then cat -- "$f"; rm -f -- "$f"; fi
+if [ -n "$f" ] && [ -f "$f" ]; then cat -- "$f"; rm -f -- "$f"; rmdir -- "${f%/*}" 2>/dev/null; fi
 case $mode in
 run) exec /bin/sh -c -- "$cmd" ;;
 ask)
@@ -293,6 +297,164 @@ pub fn plan_session(session: &SavedSession, rules: &Rules, files: &[String]) -> 
     }
 }
 
+/// Where a restore writes its history files: this, then 32 random hex
+/// digits, a directory made fresh for each restore.
+pub const RESTORE_DIR_PREFIX: &str = "/tmp/shed-restore.";
+
+/// Heads the heredoc delimiter of each history file in a [`restore_script`].
+const HEREDOC_END: &str = "SHED_HISTORY_END";
+
+/// Runs one tmux step of a restore script and prints its outcome:
+/// `ok S I`, or `err S I MESSAGE` on one line.
+const STEP_FUNCTION: &str = r#"step() { s=$1; i=$2; shift 2
+  if out=$(tmux "$@" 2>&1 </dev/null); then echo "ok $s $i"; return 0; fi
+  printf 'err %s %s %s\n' "$s" "$i" "$(printf %s "$out" | tr '\n\r' '  ')"
+  return 1
+}
+"#;
+
+/// One session of a [`restore_script`].
+pub struct ScriptSession {
+    /// Its index in the snapshot, which the output lines carry.
+    pub index: usize,
+    /// Its tmux steps, as [`plan_session`] made them (each starting with `tmux`).
+    pub steps: Vec<Vec<String>>,
+    /// The history files its panes print: path and content.
+    pub files: Vec<(String, String)>,
+}
+
+/// What one step of a restore script did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// tmux did it.
+    Done,
+    /// tmux refused it, with this message.
+    Failed(String),
+}
+
+fn sh_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_words::quote(w).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The whole restore as one shell script for `/bin/sh -s`, so that it
+/// takes one exec however many sessions and panes there are: it makes
+/// `dir` (and fails if anything is there already, so nothing planted is
+/// written through), writes every history file into it, then runs each
+/// session's steps in order, printing each step's outcome (see
+/// [`parse_outcomes`]). A session whose first step fails gets no further
+/// steps, as it does not exist. `first` (tmux arguments, such as the
+/// history-limit) runs in the same tmux command as the first session's
+/// first step: that step may be the one to start the tmux server.
+///
+/// Every value is a single-quoted shell word and every history file a
+/// heredoc with a quoted delimiter that no line of any file equals, so
+/// no text is read by the shell. An argument with a NUL byte cannot be
+/// passed at all: its session fails at its first step.
+pub fn restore_script(dir: &str, first: &[String], sessions: &[ScriptSession]) -> String {
+    let mut end = HEREDOC_END.to_string();
+    while sessions
+        .iter()
+        .flat_map(|s| &s.files)
+        .any(|(_, text)| text.lines().any(|line| line == end))
+    {
+        end.push('_');
+    }
+    let mut out = String::from("umask 077\n");
+    out.push_str(&format!("d={}\n", shell_words::quote(dir)));
+    out.push_str("mkdir -m 700 -- \"$d\" || exit 3\n");
+    out.push_str(STEP_FUNCTION);
+    for (path, text) in sessions.iter().flat_map(|s| &s.files) {
+        // history_text gives no NUL and ends with a newline, so the
+        // delimiter stands on its own line.
+        let text = text.replace('\0', "?");
+        out.push_str(&format!("cat > {} <<'{end}'\n", shell_words::quote(path)));
+        out.push_str(&text);
+        if !text.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&end);
+        out.push('\n');
+    }
+    let mut first = (!first.is_empty()).then_some(first);
+    for session in sessions {
+        let remove = |files: &mut dyn Iterator<Item = &String>| {
+            let files: Vec<String> = files.cloned().collect();
+            if files.is_empty() {
+                ":".to_string()
+            } else {
+                format!("rm -f -- {}", sh_words(&files))
+            }
+        };
+        let all_files = remove(&mut session.files.iter().map(|(p, _)| p));
+        let Some((step0, rest)) = session.steps.split_first() else {
+            continue;
+        };
+        if session.steps.iter().flatten().any(|a| a.contains('\0')) {
+            out.push_str(&format!(
+                "echo 'err {} 0 an argument holds a NUL byte'; {all_files}\n",
+                session.index
+            ));
+            continue;
+        }
+        let mut args: Vec<String> = Vec::new();
+        if let Some(prefix) = first.take() {
+            args.extend(prefix.iter().cloned());
+            args.push(";".into());
+        }
+        args.extend(step0.iter().skip(1).cloned());
+        out.push_str(&format!(
+            "if step {} 0 {}; then\n",
+            session.index,
+            sh_words(&args)
+        ));
+        for (i, step) in rest.iter().enumerate() {
+            // A step that fails leaves its panes unmade: their files go.
+            let mut files = session
+                .files
+                .iter()
+                .map(|(p, _)| p)
+                .filter(|p| step.contains(p));
+            out.push_str(&format!(
+                "  step {} {} {} || {}\n",
+                session.index,
+                i + 1,
+                sh_words(&step[1..]),
+                remove(&mut files)
+            ));
+        }
+        out.push_str(&format!("  :\nelse\n  {all_files}\nfi\n"));
+    }
+    // Gone already if every pane has printed its file.
+    out.push_str("rmdir -- \"$d\" 2>/dev/null\nexit 0\n");
+    out
+}
+
+/// The outcome of each step a [`restore_script`] ran, by session index and
+/// step index; a step missing was not run.
+pub fn parse_outcomes(text: &str) -> BTreeMap<(usize, usize), StepOutcome> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.splitn(4, ' ');
+        let (Some(kind), Some(s), Some(i)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        let (Ok(s), Ok(i)) = (s.parse::<usize>(), i.parse::<usize>()) else {
+            continue;
+        };
+        let outcome = match kind {
+            "ok" => StepOutcome::Done,
+            "err" => StepOutcome::Failed(words.next().unwrap_or("").trim().to_string()),
+            _ => continue,
+        };
+        out.insert((s, i), outcome);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,5 +625,163 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "/opt/x:/bin\n");
+    }
+
+    /// Runs a restore script with a stand-in `tmux` that records each
+    /// call's arguments (NUL after each, a newline after each call) and
+    /// fails any call holding `fail-me`: the script's status, its output,
+    /// and the recorded calls.
+    fn run_script(script: &str, bin: &std::path::Path) -> (i32, String, Vec<Vec<String>>) {
+        use std::io::Write;
+        let log = bin.join("calls");
+        let tmux = bin.join("tmux");
+        std::fs::write(
+            &tmux,
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done >> \"$LOG\"\n\
+             printf '\\n' >> \"$LOG\"\n\
+             case \"$*\" in *fail-me*) echo \"duplicate session: x\" >&2; exit 1 ;; esac\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmux, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-s")
+            .env("PATH", path)
+            .env("LOG", &log)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let calls = std::fs::read(&log).unwrap_or_default();
+        let calls = String::from_utf8(calls).unwrap();
+        let calls = calls
+            .split_terminator("\0\n")
+            .map(|c| c.split('\0').map(String::from).collect())
+            .collect();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            calls,
+        )
+    }
+
+    #[test]
+    fn one_script_writes_every_history_and_runs_each_step_as_given() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let dir = tmp.path().join("restore.0123");
+        let dir = dir.to_str().unwrap().to_string();
+        let hostile = "it's $HOME `id` \"q\" \\ ;\nSHED_HISTORY_END\nSHED_HISTORY_END_\n\tend\n";
+        let file = |n: usize| format!("{dir}/{n}");
+        let sessions = vec![
+            ScriptSession {
+                index: 0,
+                steps: vec![
+                    vec![
+                        "tmux".into(),
+                        "new-session".into(),
+                        "-s".into(),
+                        "a b'c".into(),
+                        file(0),
+                    ],
+                    vec![
+                        "tmux".into(),
+                        "split-window".into(),
+                        "fail-me".into(),
+                        file(1),
+                    ],
+                    vec!["tmux".into(), "select-pane".into(), "$x;".into()],
+                ],
+                files: vec![(file(0), hostile.into()), (file(1), "two\n".into())],
+            },
+            ScriptSession {
+                index: 1,
+                steps: vec![
+                    vec![
+                        "tmux".into(),
+                        "new-session".into(),
+                        "fail-me".into(),
+                        file(2),
+                    ],
+                    vec!["tmux".into(), "never".into()],
+                ],
+                files: vec![(file(2), "three\n".into())],
+            },
+            ScriptSession {
+                index: 2,
+                steps: vec![vec!["tmux".into(), "new-session".into(), "nul\0".into()]],
+                files: Vec::new(),
+            },
+        ];
+        let first = vec!["if-shell".to_string(), "-F".into(), "#{x}".into()];
+        let script = restore_script(&dir, &first, &sessions);
+        let (code, out, calls) = run_script(&script, &bin);
+        assert_eq!(code, 0, "{out}");
+        // Each call's arguments arrive exactly; the first carries `first`.
+        assert_eq!(
+            calls,
+            vec![
+                vec![
+                    "if-shell",
+                    "-F",
+                    "#{x}",
+                    ";",
+                    "new-session",
+                    "-s",
+                    "a b'c",
+                    &file(0)
+                ],
+                vec!["split-window", "fail-me", &file(1)],
+                vec!["select-pane", "$x;"],
+                vec!["new-session", "fail-me", &file(2)],
+            ]
+        );
+        let outcomes = parse_outcomes(&out);
+        assert_eq!(outcomes[&(0, 0)], StepOutcome::Done);
+        assert_eq!(
+            outcomes[&(0, 1)],
+            StepOutcome::Failed("duplicate session: x".into())
+        );
+        assert_eq!(outcomes[&(0, 2)], StepOutcome::Done);
+        assert!(matches!(outcomes[&(1, 0)], StepOutcome::Failed(_)));
+        assert!(!outcomes.contains_key(&(1, 1)), "{out}");
+        assert!(matches!(&outcomes[&(2, 0)], StepOutcome::Failed(m) if m.contains("NUL")));
+        // The history of a made pane is there byte for byte, in a 0700
+        // directory; the files of panes never made are gone.
+        assert_eq!(std::fs::read_to_string(file(0)).unwrap(), hostile);
+        assert!(!std::path::Path::new(&file(1)).exists());
+        assert!(!std::path::Path::new(&file(2)).exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(file(0)).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A path already there (planted) stops the script before it writes.
+        std::fs::remove_file(bin.join("calls")).unwrap();
+        let (code, _, calls) = run_script(&script, &bin);
+        assert_ne!(code, 0);
+        assert!(calls.is_empty(), "{calls:?}");
+        assert_eq!(std::fs::read_to_string(file(0)).unwrap(), hostile);
+    }
+
+    #[test]
+    fn the_history_limit_is_only_ever_raised() {
+        assert_eq!(crate::server::snapshot::history_limit_command(0), None);
+        let cmd = crate::server::snapshot::history_limit_command(3000).unwrap();
+        assert_eq!(cmd[..2], ["if-shell", "-F"]);
+        assert_eq!(cmd[2], "#{e|<:#{history-limit},3500}");
+        assert_eq!(cmd[3], "set-option -g history-limit 3500");
     }
 }

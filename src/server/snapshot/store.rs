@@ -15,21 +15,12 @@ pub const CURRENT_FILE: &str = "snapshot.json";
 /// The snapshot it replaced.
 pub const PREVIOUS_FILE: &str = "snapshot.prev.json";
 
-/// Exit status of [`READ_SCRIPT`] when there is no such file.
+/// Exit status of [`READ_ALL_SCRIPT`] when there is no snapshot directory.
 pub const EXIT_ABSENT: i64 = 10;
 /// Exit status of both scripts when the directory is not root's own.
 pub const EXIT_UNSAFE: i64 = 11;
 /// Exit status of [`WRITE_SCRIPT`] when given nothing to write.
 pub const EXIT_EMPTY: i64 = 12;
-
-/// Prints `$1/$2`. The directory must be the real one (not reached through a
-/// symlink) and root's: a file the agent could plant there is not read as root.
-pub const READ_SCRIPT: &str = r#"set -u
-cd -P -- "$1" 2>/dev/null || exit 10
-if [ "$(pwd -P)" != "$1" ] || [ ! -O . ]; then echo "unsafe snapshot directory" >&2; exit 11; fi
-[ -f "$2" ] || exit 10
-exec cat -- "$2"
-"#;
 
 /// Writes stdin as `$1/snapshot.json`: to a temp file, fsync, then (when
 /// `$2` is `rotate`) the current file becomes the previous one, then the
@@ -51,11 +42,66 @@ mv -f -- "$tmp" snapshot.json
 sync . 2>/dev/null || sync
 "#;
 
-/// The argv that reads `file` from `dir`.
-pub fn read_command(dir: &str, file: &str) -> Vec<String> {
-    ["/bin/sh", "-c", READ_SCRIPT, "shed-snapshot", dir, file]
+/// Prints, for each file named after `$1` (the directory) and `$2` (the
+/// largest size read), a header line and the file: `absent`, `large SIZE`
+/// (not printed), or `file SIZE` and exactly SIZE bytes; so one exec reads
+/// both snapshot files. Size and bytes
+/// come from one open of the file: a save replaces it by a rename, never
+/// in place, and `/dev/stdin` opens that same file again from its start.
+///
+/// The directory must be the real one (not reached through a symlink) and
+/// root's: a file the agent could plant there is not read as root.
+pub const READ_ALL_SCRIPT: &str = r#"set -u
+d=$1; max=$2; shift 2
+cd -P -- "$d" 2>/dev/null || exit 10
+if [ "$(pwd -P)" != "$d" ] || [ ! -O . ]; then echo "unsafe snapshot directory" >&2; exit 11; fi
+for f in "$@"; do
+  if [ ! -f "$f" ]; then echo absent; continue; fi
+  { n=$(($(wc -c) + 0))
+    if [ "$n" -gt "$max" ]; then echo "large $n"; else echo "file $n"; head -c "$n" /dev/stdin; fi
+  } < "$f" || exit 1
+done
+"#;
+
+/// The argv that reads `files` from `dir` (see [`READ_ALL_SCRIPT`]).
+pub fn read_all_command(dir: &str, files: &[&str]) -> Vec<String> {
+    let mut cmd: Vec<String> = ["/bin/sh", "-c", READ_ALL_SCRIPT, "shed-snapshot", dir]
         .map(String::from)
-        .to_vec()
+        .to_vec();
+    cmd.push(format::MAX_SNAPSHOT_BYTES.to_string());
+    cmd.extend(files.iter().map(|f| f.to_string()));
+    cmd
+}
+
+/// Each file of [`READ_ALL_SCRIPT`]'s output, in order, `count` in all; a
+/// file the output does not frame as it should is unreadable, and so is
+/// every file after it.
+pub fn parse_read_all(mut out: &[u8], count: usize) -> Vec<Read> {
+    let mut reads = Vec::with_capacity(count);
+    while reads.len() < count {
+        let Some(eol) = out.iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let header = String::from_utf8_lossy(&out[..eol]).into_owned();
+        out = &out[eol + 1..];
+        let mut words = header.split(' ');
+        let size = |w: Option<&str>| w.and_then(|w| w.parse::<usize>().ok());
+        match (words.next(), size(words.next())) {
+            (Some("absent"), None) => reads.push(Read::Absent),
+            (Some("large"), Some(_)) => reads.push(Read::too_large()),
+            (Some("file"), Some(n)) if n <= out.len() && n <= format::MAX_SNAPSHOT_BYTES => {
+                reads.push(Read::from_bytes(&out[..n]));
+                out = &out[n..];
+            }
+            _ => break,
+        }
+    }
+    while reads.len() < count {
+        reads.push(Read::Bad(
+            "reading it failed: the output was cut short".into(),
+        ));
+    }
+    reads
 }
 
 /// The argv that writes stdin as the current snapshot in `dir`, keeping the
@@ -227,6 +273,50 @@ mod tests {
         (out.status.code().unwrap_or(-1) as i64, out.stdout)
     }
 
+    /// Reads one file with the read-all script: its status and bytes.
+    fn read_command(dir: &str, file: &str) -> Vec<String> {
+        read_all_command(dir, &[file])
+    }
+
+    /// The bytes of the one file a read-all output frames.
+    fn framed(out: &[u8]) -> Vec<u8> {
+        let eol = out.iter().position(|&b| b == b'\n').unwrap();
+        let header = std::str::from_utf8(&out[..eol]).unwrap();
+        let n: usize = header.strip_prefix("file ").unwrap().parse().unwrap();
+        assert_eq!(out.len(), eol + 1 + n, "{header}");
+        out[eol + 1..].to_vec()
+    }
+
+    #[test]
+    fn one_read_frames_every_file_and_a_cut_output_is_unreadable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap().join("shed");
+        let dir = dir.to_str().unwrap();
+        let good = format::to_bytes(&mut snapshot("r", &["a"]));
+        assert_eq!(run(write_command(dir, true), &good).0, 0);
+        assert_eq!(run(write_command(dir, true), b"{junk\nfile 3\n").0, 0);
+        let (code, out) = run(
+            read_all_command(dir, &[CURRENT_FILE, PREVIOUS_FILE, "none.json"]),
+            b"",
+        );
+        assert_eq!(code, 0);
+        let reads = parse_read_all(&out, 3);
+        assert!(matches!(&reads[0], Read::Bad(_)), "{reads:?}");
+        assert!(
+            matches!(&reads[1], Read::Ok(s) if s.run == "r" && s.sessions[0].name == "a"),
+            "{reads:?}"
+        );
+        assert_eq!(reads[2], Read::Absent);
+        // Cut short: what cannot be framed is unreadable, not absent.
+        let reads = parse_read_all(&out[..out.len() - 40], 3);
+        assert!(matches!(&reads[1], Read::Bad(_)), "{reads:?}");
+        assert!(matches!(&reads[2], Read::Bad(_)), "{reads:?}");
+        assert_eq!(
+            parse_read_all(b"large 99999999999\nabsent\n", 2),
+            vec![Read::too_large(), Read::Absent]
+        );
+    }
+
     #[test]
     fn the_scripts_write_atomically_keep_the_previous_and_refuse_traps() {
         let tmp = tempfile::tempdir().unwrap();
@@ -235,20 +325,26 @@ mod tests {
         let dir = dir.to_str().unwrap();
         assert_eq!(run(read_command(dir, CURRENT_FILE), b"").0, EXIT_ABSENT);
         assert_eq!(run(write_command(dir, true), b"one").0, 0);
-        assert_eq!(
-            run(read_command(dir, CURRENT_FILE), b""),
-            (0, b"one".to_vec())
-        );
-        assert_eq!(run(read_command(dir, PREVIOUS_FILE), b"").0, EXIT_ABSENT);
+        assert_eq!(framed(&run(read_command(dir, CURRENT_FILE), b"").1), b"one");
+        assert_eq!(run(read_command(dir, PREVIOUS_FILE), b"").1, b"absent\n");
         assert_eq!(run(write_command(dir, true), b"two").0, 0);
-        assert_eq!(run(read_command(dir, CURRENT_FILE), b"").1, b"two");
-        assert_eq!(run(read_command(dir, PREVIOUS_FILE), b"").1, b"one");
+        assert_eq!(framed(&run(read_command(dir, CURRENT_FILE), b"").1), b"two");
+        assert_eq!(
+            framed(&run(read_command(dir, PREVIOUS_FILE), b"").1),
+            b"one"
+        );
         // Without rotation the previous file stays.
         assert_eq!(run(write_command(dir, false), b"three").0, 0);
-        assert_eq!(run(read_command(dir, PREVIOUS_FILE), b"").1, b"one");
+        assert_eq!(
+            framed(&run(read_command(dir, PREVIOUS_FILE), b"").1),
+            b"one"
+        );
         // Empty input never replaces anything.
         assert_eq!(run(write_command(dir, true), b"").0, EXIT_EMPTY);
-        assert_eq!(run(read_command(dir, CURRENT_FILE), b"").1, b"three");
+        assert_eq!(
+            framed(&run(read_command(dir, CURRENT_FILE), b"").1),
+            b"three"
+        );
         let mode = std::fs::metadata(format!("{dir}/snapshot.json")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.permissions().mode() & 0o777, 0o600);
