@@ -176,7 +176,7 @@ impl Stored {
 /// #166: an autosave wrote the empty state over the last good save); within
 /// one start, sessions that are gone are gone for a reason (killed, ended),
 /// so a smaller snapshot is fine.
-pub fn may_replace(stored: Option<&Snapshot>, new: &Snapshot) -> Result<(), String> {
+pub fn may_replace(stored: Option<&Snapshot>, new: &Snapshot) -> Result<(), Unrestored> {
     let Some(old) = stored else {
         return Ok(());
     };
@@ -191,10 +191,21 @@ pub fn may_replace(stored: Option<&Snapshot>, new: &Snapshot) -> Result<(), Stri
     if missing == 0 {
         return Ok(());
     }
-    Err(format!(
-        "the snapshot saved at {} (an earlier start) holds {missing} session(s) not restored yet",
-        old.saved_at.to_rfc3339()
-    ))
+    Err(Unrestored {
+        saved_at: old.saved_at,
+        missing,
+    })
+}
+
+/// Why [`may_replace`] keeps the stored snapshot: it holds sessions of an
+/// earlier container start that no restore has brought back yet.
+#[derive(Debug, thiserror::Error)]
+#[error("the snapshot saved at {} (an earlier start) holds {missing} session(s) not restored yet", saved_at.to_rfc3339())]
+pub struct Unrestored {
+    /// When the kept snapshot was saved.
+    pub saved_at: chrono::DateTime<chrono::Utc>,
+    /// How many of its sessions the new one lacks.
+    pub missing: usize,
 }
 
 #[cfg(test)]
