@@ -702,3 +702,182 @@ async fn a_cross_origin_websocket_is_refused() {
     task.abort();
     browser.close().await;
 }
+
+/// The fake Claude's busy line counts seconds; the largest count on screen.
+fn busy_seconds(output: &str) -> Option<u64> {
+    regex::Regex::new(r"Thinking… \((\d+)s")
+        .unwrap()
+        .captures_iter(output)
+        .filter_map(|c| c[1].parse().ok())
+        .max()
+}
+
+/// The issue's "done when", end to end: on a phone, behind a token, a user
+/// sees which agent waits, opens its terminal from the inbox, answers it,
+/// closes the page, and the agent goes on working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_a_user_answers_a_waiting_agent_and_it_goes_on_working() {
+    require_docker();
+    let token = "phone-token-0123456789";
+    let server = TestServer::start_with(ServerOpts {
+        extra: format!("api_token = {token:?}\n"),
+        ..Default::default()
+    });
+    let auth = format!("Bearer {token}");
+    let api = |method: &'static str, path: String, body: Option<String>| {
+        let url = server.url(&path);
+        let auth = auth.clone();
+        async move { send(method, &url, body.as_deref(), &[("authorization", &auth)]).await }
+    };
+    let r = api(
+        "POST",
+        "/api/sheds".into(),
+        Some(format!(r#"{{"name":"{SHED}"}}"#)),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    // The agent engine reads screens on the shed's control channel: wait for
+    // it, so the agent's screens are read from the first one on.
+    let sessions = format!("/api/sheds/{SHED}/sessions");
+    let r = api(
+        "POST",
+        sessions.clone(),
+        Some(r#"{"name":"probe","command":"exec sleep 3600"}"#.into()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let (ok, last) = eventually(Duration::from_secs(60), || async {
+        let r = api("GET", format!("{sessions}/probe"), None).await;
+        (r.json["source"] == "channel", r.json)
+    })
+    .await;
+    assert!(ok, "no control channel: {last:#}");
+
+    // A Claude that asks permission (a menu an Enter answers), then works on:
+    // its busy line counts seconds for as long as it runs.
+    let body = json!({
+        "name": "agent",
+        "command": "/opt/fake-agents/claude menu print:answered busy",
+    });
+    let r = api("POST", sessions.clone(), Some(body.to_string())).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let agent_path = format!("{sessions}/agent");
+    let agent_until = |what: &'static str, want: fn(&Value) -> bool| {
+        let path = agent_path.clone();
+        let api = &api;
+        async move {
+            let (ok, last) = eventually(Duration::from_secs(60), || async {
+                let r = api("GET", path.clone(), None).await;
+                (want(&r.json), r.json)
+            })
+            .await;
+            assert!(ok, "agent: {what}; last: {last:#}");
+            last
+        }
+    };
+    agent_until("waiting at its menu", |s| s["agent"]["state"] == "waiting").await;
+
+    // The phone logs in and sees the agent waiting, on top.
+    let phone = Browser::start(PHONE).await;
+    phone.goto(&server.url("/")).await;
+    log_in(&phone, token).await;
+    let entry = "#inbox li[data-session=\"web/agent\"]";
+    let waiting = phone
+        .wait_css(&format!("{entry}[data-state=\"waiting\"]"))
+        .await;
+    let text = waiting.text().await.unwrap();
+    assert!(text.contains("claude"), "the inbox names the agent: {text}");
+    let fits = phone
+        .js(
+            "return [window.innerWidth, document.documentElement.scrollWidth];",
+            vec![],
+        )
+        .await;
+    assert_eq!(fits[0], json!(PHONE.width), "{fits}");
+    assert!(
+        fits[1].as_u64() <= fits[0].as_u64(),
+        "overflows the phone: {fits}"
+    );
+
+    // Its terminal, opened from the inbox entry, shows the question.
+    phone
+        .wait_css(&format!("{entry} .open-terminal"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    phone
+        .wait_js(
+            "the agent's terminal to connect",
+            "const i = window.shedTerminalInfo(); return i && i.connected \
+             && document.getElementById('terminal').dataset.session === 'web/agent';",
+            vec![],
+        )
+        .await;
+    wait_terminal_shows(&phone, "Do you want to proceed?").await;
+    let (ok, last) = eventually(Duration::from_secs(20), || async {
+        let r = api("GET", agent_path.clone(), None).await;
+        (r.json["attached"] == 1, r.json)
+    })
+    .await;
+    assert!(ok, "the phone's terminal is not attached: {last:#}");
+
+    // Enter picks "1. Yes"; the agent goes back to work.
+    type_into_terminal(&phone, ENTER).await;
+    wait_terminal_shows(&phone, "answered").await;
+    wait_terminal_shows(&phone, "Thinking…").await;
+    phone
+        .wait_js(
+            "the answered agent to leave the inbox",
+            "return document.querySelector(arguments[0]) === null;",
+            vec![json!(entry)],
+        )
+        .await;
+    phone.screenshot("phone-answered").await;
+
+    // Close the terminal, then the page.
+    phone
+        .wait_css("#terminal-close")
+        .await
+        .click()
+        .await
+        .unwrap();
+    phone
+        .wait_js(
+            "the terminal panel to close",
+            "return document.getElementById('terminal-panel').hidden && !window.shedTerminalInfo();",
+            vec![],
+        )
+        .await;
+    phone.goto("about:blank").await;
+    phone.close().await;
+
+    // Nobody is attached any more, and the agent works on: not waiting, and
+    // its busy line still counting after the page went away.
+    agent_until("detached", |s| s["attached"] == 0).await;
+    let output_path = format!("{agent_path}/output?lines=50");
+    let screen = api("GET", output_path.clone(), None).await.json["output"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let at_close = busy_seconds(&screen)
+        .unwrap_or_else(|| panic!("no busy line when the page closed:\n{screen}"));
+    let working = agent_until("working after the page closed", |s| {
+        s["agent"]["state"] == "working"
+    })
+    .await;
+    assert_eq!(working["attached"], 0, "{working:#}");
+    let (moved, output) = eventually(Duration::from_secs(20), || async {
+        let r = api("GET", output_path.clone(), None).await;
+        let out = r.json["output"].as_str().unwrap_or_default().to_string();
+        (busy_seconds(&out).is_some_and(|s| s > at_close), out)
+    })
+    .await;
+    assert!(
+        moved,
+        "the agent's output stopped at {at_close}s after the page closed:\n{output}"
+    );
+    let r = api("GET", agent_path.clone(), None).await;
+    assert_eq!(r.json["agent"]["state"], "working", "{:#}", r.json);
+    assert_eq!(r.json["attached"], 0, "{:#}", r.json);
+}

@@ -8,11 +8,12 @@ use std::time::Duration;
 use common::http::{get, post};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How long any one expectation may take.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -36,8 +37,8 @@ async fn open(server: &TestServer, shed: &str, session: &str, query: &str) -> So
 }
 
 /// Reads output until its text (lossily decoded) satisfies `done`.
-async fn read_until(
-    socket: &mut Socket,
+async fn read_until<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut WebSocketStream<S>,
     seen: &mut Vec<u8>,
     what: &str,
     done: impl Fn(&str) -> bool,
@@ -57,7 +58,7 @@ async fn read_until(
     }
 }
 
-async fn type_in(socket: &mut Socket, text: &str) {
+async fn type_in<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut WebSocketStream<S>, text: &str) {
     socket
         .send(Message::Binary(text.as_bytes().to_vec().into()))
         .await
@@ -211,4 +212,139 @@ async fn the_terminal_of_what_is_not_there_is_a_json_error() {
         "{}",
         r.json
     );
+}
+
+/// Opens `url` (wss) over a TLS connection that trusts only the certificate
+/// pinned by `fingerprint`, with these extra request headers.
+async fn open_wss(
+    server: &TestServer,
+    fingerprint: &str,
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<
+    WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let (config, _) = shed::client::tls::pinned_config(Some(fingerprint)).unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("a TLS handshake with the pinned certificate");
+    let mut request = format!("wss://127.0.0.1:{}{path}", server.port)
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        request.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    tokio_tungstenite::client_async(request, tls)
+        .await
+        .map(|(socket, response)| {
+            assert_eq!(response.status().as_u16(), 101);
+            socket
+        })
+}
+
+#[tokio::test]
+async fn the_terminal_runs_over_tls_with_the_login_cookie() {
+    const TOKEN: &str = "wss-token-0123456789";
+    let server = TestServer::start_with(ServerOpts {
+        extra: format!("tls = \"on\"\napi_token = {TOKEN:?}\n"),
+        ..ServerOpts::default()
+    });
+    // Trust exactly the server's certificate, as the CLI does: by the
+    // fingerprint `shed-server host-key --tls` tells out of band.
+    let fingerprint = server_fingerprint(&server, true);
+    let (config, presented) = shed::client::tls::pinned_config(Some(&fingerprint)).unwrap();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", server.port);
+    for (path, body) in [
+        ("/api/sheds", r#"{"name":"web"}"#),
+        ("/api/sheds/web/sessions", r#"{"name":"main"}"#),
+    ] {
+        let r = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{path}: {}", r.text().await.unwrap());
+    }
+    assert_eq!(presented.get().as_deref(), Some(fingerprint.as_str()));
+
+    // The login form's answer over real TLS: a cookie only HTTPS carries.
+    let r = client
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let set_cookie = r
+        .headers()
+        .get("set-cookie")
+        .expect("the login sets a cookie")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let attributes: Vec<&str> = set_cookie.split(';').map(str::trim).collect();
+    for want in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(
+            attributes.contains(&want),
+            "the login cookie lacks {want}: {set_cookie}"
+        );
+    }
+    let cookie = attributes[0];
+    assert_eq!(cookie, format!("shed_token={TOKEN}"));
+
+    let path = "/api/sheds/web/sessions/main/terminal?cols=90&rows=20";
+    let origin = base.clone();
+    // Without the cookie the upgrade is refused, so the cookie is what opens it.
+    match open_wss(&server, &fingerprint, path, &[("origin", &origin)]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 401)
+        }
+        other => panic!("a terminal without the cookie: {:?}", other.map(|_| ())),
+    }
+    let mut socket = open_wss(
+        &server,
+        &fingerprint,
+        path,
+        &[("origin", &origin), ("cookie", cookie)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("opening the terminal over wss failed: {e}"));
+    let clients = || {
+        tmux(
+            &server,
+            "web",
+            &[
+                "list-clients",
+                "-t",
+                "=main",
+                "-F",
+                "#{client_width}x#{client_height}",
+            ],
+        )
+    };
+    wait_for("the wss client's size", "90x20", clients);
+    let mut seen = Vec::new();
+    type_in(&mut socket, "echo wss-$((6*7))-ok\r").await;
+    read_until(&mut socket, &mut seen, "the echo over wss", |t| {
+        t.contains("wss-42-ok")
+    })
+    .await;
+    socket.close(None).await.unwrap();
+    drop(socket);
+    wait_for("no client left", "", clients);
 }

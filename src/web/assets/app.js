@@ -429,6 +429,8 @@
 
   // --- the inbox -------------------------------------------------------------
 
+  const inboxNodes = new Map();
+
   function renderInbox() {
     const items = [];
     for (const server of page.servers) {
@@ -442,17 +444,39 @@
       || String(x.s.agent.since || '').localeCompare(String(y.s.agent.since || ''))
       || x.server.name.localeCompare(y.server.name)
       || x.s.shed.localeCompare(y.s.shed) || x.s.name.localeCompare(y.s.name));
-    const list = $('inbox');
-    list.replaceChildren(...items.map(({ server, s, a }) => {
-      const multi = page.servers.length > 1;
-      const where = (multi ? server.name + ' / ' : '') + s.shed + ' / ' + s.name;
-      return el('li', { dataset: { session: s.shed + '/' + s.name, server: server.name, state: a.state } },
-        el('span', { class: 'badge', dataset: { state: a.state }, text: a.state }),
-        el('span', { class: 'where', text: where }),
-        el('span', { class: 'kind', text: a.kind }),
-        el('span', { class: 'reason muted', text: a.reason }),
-        el('button', { type: 'button', class: 'primary open-terminal', text: 'Terminal', onclick: () => openTerminal(server, s.shed, s.name) }));
-    }));
+    // Entries are kept and updated in place, like the session rows: an entry
+    // rebuilt by an event between a tap's touchstart and touchend would
+    // swallow the tap on its button.
+    const multi = page.servers.length > 1;
+    const seen = new Set();
+    const order = items.map(({ server, s, a }) => {
+      const key = server.name + '\n' + s.shed + '/' + s.name;
+      seen.add(key);
+      let li = inboxNodes.get(key);
+      if (!li) {
+        const shed = s.shed;
+        const name = s.name;
+        li = el('li', { dataset: { session: shed + '/' + name, server: server.name } },
+          el('span', { class: 'badge' }),
+          el('span', { class: 'where' }),
+          el('span', { class: 'kind' }),
+          el('span', { class: 'reason muted' }),
+          el('button', { type: 'button', class: 'primary open-terminal', text: 'Terminal', onclick: () => openTerminal(server, shed, name) }));
+        inboxNodes.set(key, li);
+      }
+      li.dataset.state = a.state;
+      const badge = li.querySelector('.badge');
+      badge.dataset.state = a.state;
+      setText(badge, a.state);
+      setText(li.querySelector('.where'), (multi ? server.name + ' / ' : '') + s.shed + ' / ' + s.name);
+      setText(li.querySelector('.kind'), a.kind || '');
+      setText(li.querySelector('.reason'), a.reason || '');
+      return li;
+    });
+    for (const [key, li] of inboxNodes) {
+      if (!seen.has(key)) { li.remove(); inboxNodes.delete(key); }
+    }
+    keepOrder($('inbox'), order);
     $('inbox-empty').hidden = items.length > 0;
     const waiting = items.filter((i) => i.a.state === 'waiting').length;
     document.title = waiting ? `(${waiting}) shed` : 'shed';
