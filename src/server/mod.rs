@@ -224,14 +224,15 @@ pub const MALLOC_ARENAS: i32 = 2;
 /// serves no other: with tokio's workers and blocking threads moving the
 /// channels' buffers around, the server's RSS grew with the number of
 /// arenas rather than with what it holds (bench row 14). Two arenas keep
-/// contention low on a server that is mostly idle. Other platforms and
-/// allocators keep their defaults.
+/// contention low on a server that is mostly idle. An operator's own
+/// `MALLOC_ARENA_MAX` wins. Other platforms and allocators keep their
+/// defaults.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before
-    // the runtime starts any thread.
-    unsafe {
-        if libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) != 1 {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets allocator parameters; it is called
+        // before the runtime starts any thread.
+        if unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) } != 1 {
             tracing::debug!("glibc refused M_ARENA_MAX");
         }
     }
