@@ -953,9 +953,11 @@ def replace_rows(rows):
     """Puts re-run rows in place of their old lines in BENCHMARKS.md and says so."""
     path = os.path.join(ROOT, "BENCHMARKS.md")
     text = open(path).read().split("\n")
+    # Every old line of a re-run row goes first: a row may have several
+    # lines (row 11 has one per shed count), all from this run.
+    numbers = {r["name"].split(".")[0].replace("row ", "") for r in rows}
+    text = [l for l in text if not any(l.startswith(f"| {n}. ") or l.startswith(f"| row {n} ") for n in numbers)]
     for r in rows:
-        number = r["name"].split(".")[0].replace("row ", "")
-        text = [l for l in text if not (l.startswith(f"| {number}. ") or l.startswith(f"| row {number} "))]
         at = max(i for i, l in enumerate(text) if l.startswith("| "))
         text.insert(at + 1, table_line(r))
     header = [i for i, l in enumerate(text) if l.startswith("| ") and not l.startswith("| benchmark") and not l.startswith("| ---")]

@@ -304,13 +304,14 @@ async fn a_tmux_that_hangs_is_noticed_and_exec_serves() {
     };
     docker(&["exec", &container, "kill", "-STOP", &hung.pid]);
     let stopped = Instant::now();
-    // The channel closes and its client is killed.
+    // Quiet, probed (on a 1 s tick), unanswered; then closing the client
+    // (up to 2 s) and killing its exec with a `docker exec`, which a busy
+    // Docker engine can take seconds to run: hence the slack.
+    let limit = PROBE_AFTER + PROBE_TIMEOUT + Duration::from_secs(15);
     assert!(
-        wait_until(CHANNEL_DEADLINE, || control_clients(&container).is_empty()),
+        wait_until(2 * limit, || control_clients(&container).is_empty()),
         "the hung channel stayed open"
     );
-    // Quiet, probed, unanswered; then closing and killing its exec.
-    let limit = PROBE_AFTER + PROBE_TIMEOUT + Duration::from_secs(5);
     let noticed = stopped.elapsed();
     assert!(noticed < limit, "noticed only after {noticed:?}");
     // A wedged tmux now gets the exec path's bounded, clear answer.
