@@ -7,8 +7,9 @@ mod common;
 use common::http::{delete, get, post};
 use common::*;
 use serde_json::Value;
+use shed::server::control::client::{PROBE_AFTER, PROBE_TIMEOUT};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Generous: a loaded machine may take a while to start an exec.
 const CHANNEL_DEADLINE: Duration = Duration::from_secs(20);
@@ -39,8 +40,18 @@ async fn listing(server: &TestServer, shed: &str) -> (u16, Vec<String>, Vec<Stri
 /// carries no `source`) come from its channel, checking on the way that
 /// every answer is exactly `expected`.
 async fn wait_for_channel(server: &TestServer, shed: &str, expected: &[&str]) {
+    wait_for_channel_within(server, shed, expected, CHANNEL_DEADLINE).await;
+}
+
+/// [`wait_for_channel`] with a deadline of `limit`.
+async fn wait_for_channel_within(
+    server: &TestServer,
+    shed: &str,
+    expected: &[&str],
+    limit: Duration,
+) {
     assert!(!expected.is_empty());
-    let (up, last) = eventually(CHANNEL_DEADLINE, || async {
+    let (up, last) = eventually(limit, || async {
         let (status, names, sources) = listing(server, shed).await;
         assert_eq!(status, 200, "listing {shed}");
         assert_eq!(
@@ -140,6 +151,10 @@ async fn channels_come_up_for_running_sheds_after_start_and_after_a_restart() {
     wait_for_channel(&second, "a", &["one", "two"]).await;
 }
 
+/// The issue's bound: after the control client is killed, correct answers
+/// from a channel again within this long.
+const RECOVERY: Duration = Duration::from_secs(2);
+
 #[tokio::test]
 async fn killing_the_control_client_never_gives_a_wrong_answer() {
     let server = TestServer::start();
@@ -148,12 +163,34 @@ async fn killing_the_control_client_never_gives_a_wrong_answer() {
     make_session(&server, "k", "b").await;
     wait_for_channel(&server, "k", &["a", "b"]).await;
     let container = server.container("k");
+    let mut recoveries = Vec::new();
     for _ in 0..3 {
         let before = control_clients(&container);
         assert_eq!(before.len(), 1, "{before:?}");
         kill_control_clients(&container);
-        // Every answer meanwhile is the true list, by exec or by channel.
-        wait_for_channel(&server, "k", &["a", "b"]).await;
+        // The client is dead once the kill's exec has returned.
+        let killed = Instant::now();
+        // Every answer meanwhile is the true list. The old channel may
+        // answer from its model for the moment it takes to see the end of
+        // its stream, so recovery is the first channel answer after one
+        // from exec: the gap is at least the first reconnect delay.
+        let mut gap = false;
+        let recovered = loop {
+            let (status, names, sources) = listing(&server, "k").await;
+            assert_eq!(status, 200);
+            assert_eq!(names, ["a", "b"], "a wrong answer after the kill");
+            if sources.iter().any(|s| s != "channel") {
+                gap = true;
+            } else if gap {
+                break killed.elapsed();
+            }
+            assert!(
+                killed.elapsed() < CHANNEL_DEADLINE,
+                "no channel answer again (exec seen: {gap})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        recoveries.push(recovered);
         assert!(
             wait_until(CHANNEL_DEADLINE, || {
                 let now = control_clients(&container);
@@ -163,6 +200,11 @@ async fn killing_the_control_client_never_gives_a_wrong_answer() {
         );
     }
     assert_eq!(control_clients(&container).len(), 1);
+    eprintln!("answers by channel again after {recoveries:?}");
+    assert!(
+        recoveries.iter().all(|r| *r <= RECOVERY),
+        "answers by channel again only after {recoveries:?}"
+    );
 }
 
 #[tokio::test]
@@ -184,6 +226,7 @@ async fn kill_server_gives_an_empty_list_then_outside_sessions_appear() {
         wait_until(CHANNEL_DEADLINE, || control_clients(&container).len() == 1),
         "the channel did not reconnect after kill-server"
     );
+    let mut events = Events::open(&server.url("/api/events?shed=ks"), &[]).await;
     docker(&["exec", &container, "tmux", "new-session", "-d", "-s", "x"]);
     let (seen, last) = eventually(CHANNEL_DEADLINE, || async {
         let (status, names, sources) = listing(&server, "ks").await;
@@ -192,6 +235,120 @@ async fn kill_server_gives_an_empty_list_then_outside_sessions_appear() {
     })
     .await;
     assert!(seen, "the outside session did not show: {last:?}");
+    // And as an event, made from the new channel's model.
+    let got = events
+        .until("session.created of x", |g| {
+            g.kind == "session.created" && g.json["session"] == "x"
+        })
+        .await;
+    let created = &got.last().unwrap().json;
+    assert_eq!(
+        (&created["data"]["name"], &created["data"]["source"]),
+        (&Value::from("x"), &Value::from("channel")),
+        "{created}"
+    );
+    assert!(
+        !got.iter()
+            .any(|g| g.kind == "session.created" && g.json["session"] == "a"),
+        "the killed session came back: {got:#?}"
+    );
+}
+
+/// Replaces the shed's tmux with a wrapper that refuses control mode (as
+/// one older than 3.2 refuses the subscription); plain commands still work.
+fn refuse_control_mode(container: &str) {
+    let script = "t=$(command -v tmux); mv $t $t.real; \
+                  printf '#!/bin/sh\\n[ \"$1\" = -C ] && exit 1\\nexec %s.real \"$@\"\\n' $t > $t; chmod +x $t";
+    docker(&["exec", "-u", "root", container, "sh", "-c", script]);
+}
+
+/// A tmux server stopped with SIGSTOP, and tmux refusing new control
+/// clients meanwhile; both undone on drop, even when the test fails.
+struct Hung {
+    container: String,
+    pid: String,
+}
+
+impl Hung {
+    fn resume(&self) {
+        let kill = format!("kill -CONT {} 2>/dev/null; true", self.pid);
+        docker_ok(&["exec", "-u", "root", &self.container, "sh", "-c", &kill]);
+    }
+
+    fn undo(&self) {
+        self.resume();
+        let restore = "t=$(command -v tmux); if [ -e $t.real ]; then mv -f $t.real $t; fi";
+        docker_ok(&["exec", "-u", "root", &self.container, "sh", "-c", restore]);
+    }
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        self.undo();
+    }
+}
+
+/// tmux in control mode reads and writes the client's stdin and stdout
+/// itself (the client passes them over), so a hang is a hung tmux server:
+/// an idle channel hears nothing either way, and without a probe its
+/// stale model would be served for good.
+#[tokio::test]
+async fn a_tmux_that_hangs_is_noticed_and_exec_serves() {
+    let server = TestServer::start();
+    make_shed(&server, "hang").await;
+    make_session(&server, "hang", "a").await;
+    wait_for_channel(&server, "hang", &["a"]).await;
+    let container = server.container("hang");
+    let clients = control_clients(&container);
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    let pid = docker(&[
+        "exec",
+        &container,
+        "tmux",
+        "display-message",
+        "-p",
+        "#{pid}",
+    ]);
+    // Reconnects fail while it hangs and after, so the exec path's answers show.
+    refuse_control_mode(&container);
+    let hung = Hung {
+        container: container.clone(),
+        pid,
+    };
+    docker(&["exec", &container, "kill", "-STOP", &hung.pid]);
+    let stopped = Instant::now();
+    // Quiet, probed (on a 1 s tick), unanswered; then closing the client
+    // (up to 2 s) and killing its exec with a `docker exec`, which a busy
+    // Docker engine can take seconds to run: hence the slack.
+    let limit = PROBE_AFTER + PROBE_TIMEOUT + Duration::from_secs(15);
+    assert!(
+        wait_until(2 * limit, || control_clients(&container).is_empty()),
+        "the hung channel stayed open"
+    );
+    let noticed = stopped.elapsed();
+    assert!(noticed < limit, "noticed only after {noticed:?}");
+    // A wedged tmux now gets the exec path's bounded, clear answer.
+    let r = get(&server.url("/api/sheds/hang/sessions")).await;
+    assert_eq!((r.status, r.code()), (504, "TIMEOUT"), "{}", r.json);
+
+    hung.resume();
+    docker(&["exec", &container, "tmux", "new-session", "-d", "-s", "x"]);
+    let (seen, last) = eventually(CHANNEL_DEADLINE, || async {
+        let (status, names, sources) = listing(&server, "hang").await;
+        (
+            status == 200 && names == ["a", "x"] && sources == ["exec", "exec"],
+            (status, names, sources),
+        )
+    })
+    .await;
+    assert!(seen, "not served by exec: {last:?}");
+
+    // Reconnect attempts have backed off meanwhile (up to 16 s apart by now).
+    hung.undo();
+    wait_for_channel_within(&server, "hang", &["a", "x"], 2 * CHANNEL_DEADLINE).await;
+    let now = control_clients(&container);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, clients);
 }
 
 #[tokio::test]
@@ -310,11 +467,8 @@ async fn a_tmux_without_control_mode_falls_back_to_exec() {
     let server = TestServer::start();
     make_shed(&server, "old").await;
     let container = server.container("old");
-    // A tmux that refuses control mode (as one older than 3.2 refuses the
-    // subscription): every channel attempt fails, plain commands work.
-    let script = "t=$(command -v tmux); mv $t $t.real; \
-                  printf '#!/bin/sh\\n[ \"$1\" = -C ] && exit 1\\nexec %s.real \"$@\"\\n' $t > $t; chmod +x $t";
-    docker(&["exec", "-u", "root", &container, "sh", "-c", script]);
+    // Every channel attempt fails, plain commands work.
+    refuse_control_mode(&container);
     kill_control_clients(&container);
     make_session(&server, "old", "s").await;
     let (fell_back, last) = eventually(CHANNEL_DEADLINE, || async {

@@ -39,6 +39,15 @@ async fn create_list_get_output_input_kill() {
     assert_eq!(r.json["attached"], 0);
     assert!(r.json["status"] == "active" || r.json["status"] == "idle");
     assert_eq!(tmux_sessions(&server.container("p")), ["agent"]);
+    // Everything below is served by the path this run is about, once the
+    // shed's channel (opened when the shed started) is up.
+    let source = expected_source();
+    let (up, last) = eventually(Duration::from_secs(20), || async {
+        let r = get(&base).await;
+        (r.json["sessions"][0]["source"] == source, r.json)
+    })
+    .await;
+    assert!(up, "sessions not served by {source}: {last}");
 
     // Input reaches the program, typed literally.
     let input = server.url("/api/sheds/p/sessions/agent/input");
@@ -58,6 +67,7 @@ async fn create_list_get_output_input_kill() {
     })
     .await;
     assert!(text.contains("hi there 42 C-c Enter"), "{text}");
+    assert_eq!(get(&output).await.json["source"], source);
 
     // Output includes scrollback and honours `lines`.
     post(&input, r#"{"text":"seq 1 300","enter":true}"#).await;
@@ -84,6 +94,9 @@ async fn create_list_get_output_input_kill() {
         (r.status, r.json["current_command"].as_str()),
         (200, Some("bash"))
     );
+    assert_eq!(r.json["source"], source);
+    let all = get(&server.url("/api/sessions")).await.json;
+    assert_eq!(all["sessions"][0]["source"], source, "{all}");
 
     let r = delete(&server.url("/api/sheds/p/sessions/agent")).await;
     assert_eq!(r.status, 204);

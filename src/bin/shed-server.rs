@@ -163,6 +163,7 @@ fn run(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
         ConfigSource::Defaults => tracing::info!("no config file found; using built-in defaults"),
     }
     shed::server::raise_fd_limit();
+    shed::server::tune_allocator();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(shed::server::serve(config))
 }

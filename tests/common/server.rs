@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 
 use super::{cleanup_prefix, test_image, texts, unique_prefix, wait_until};
 
+/// The `source` sessions are served by once a shed's channel is up: `exec`
+/// when the suite runs with `SHED_TEST_CONTROL_MODE=false`, else `channel`.
+pub fn expected_source() -> &'static str {
+    match std::env::var("SHED_TEST_CONTROL_MODE").as_deref() {
+        Ok("false") => "exec",
+        _ => "channel",
+    }
+}
+
 /// Options for a test server.
 #[derive(Clone, Default)]
 pub struct ServerOpts {

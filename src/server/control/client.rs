@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -34,6 +34,18 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for tmux to take one command line.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client may hear nothing from tmux before its owner should
+/// [`ControlClient::probe`] it: an idle tmux sends nothing, so without a
+/// question a hung one would look idle and its stale model would be served.
+/// Every idle channel is probed this often: 10 small commands a second
+/// at 100 idle sheds, and a hung tmux is noticed within about 14 s.
+pub const PROBE_AFTER: Duration = Duration::from_secs(10);
+
+/// Longest wait for the answer to a probe; a tmux that misses it is hung
+/// and the client closes. Shorter than [`COMMAND_TIMEOUT`]: a probe is the
+/// cheapest command there is, so a slow answer means a stuck tmux.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Most command lines written and not yet answered.
 pub const MAX_IN_FLIGHT: usize = 32;
 
@@ -46,8 +58,10 @@ pub const NOTIFICATION_QUEUE: usize = 256;
 /// Input bytes per `send-keys -H` command (each becomes three line bytes).
 pub const SEND_KEYS_CHUNK: usize = 4096;
 
-/// Bytes read from tmux at a time.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read from tmux at a time. The buffer lives as long as the
+/// channel, one per running shed, so it is small: a long subscription line
+/// just takes a few more reads.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Why a client stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,13 +193,22 @@ impl Default for ClientConfig {
     }
 }
 
+/// What the hidden session runs when the control client creates it: a
+/// process that only waits. tmux starts it directly, without a shell; the
+/// interactive shell it ran before cost some 3 MB of RSS in every shed. In
+/// an image without `sleep` the session ends at once, no channel attaches,
+/// and the exec path serves.
+pub const HIDDEN_COMMAND: [&str; 2] = ["sleep", "2147483647"];
+
 /// The argv (after the tmux binary and any `-L`/`-S` socket options) that
-/// starts a control client attached to the hidden session, creating it if
-/// needed.
+/// starts a control client attached to the hidden session, creating it
+/// (running [`HIDDEN_COMMAND`]) if needed.
 pub fn attach_args() -> Vec<String> {
     ["-C", "new-session", "-A", "-s", CONTROL_SESSION]
+        .into_iter()
+        .chain(HIDDEN_COMMAND)
         .map(String::from)
-        .to_vec()
+        .collect()
 }
 
 struct Request {
@@ -207,6 +230,17 @@ struct Shared {
     dropped: AtomicU64,
     format: ModelFormat,
     timeout: Duration,
+    /// When the driver started; [`Shared::last_read`] counts from it.
+    born: Instant,
+    /// Milliseconds from `born` to the latest read from tmux.
+    last_read: AtomicU64,
+}
+
+impl Shared {
+    fn heard(&self) {
+        let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_read.store(ms, Ordering::Relaxed);
+    }
 }
 
 /// A handle on one control-mode client; cheap to share behind an `Arc`.
@@ -214,7 +248,8 @@ pub struct ControlClient {
     requests: mpsc::Sender<Request>,
     shared: Arc<Shared>,
     notifications: Mutex<Option<mpsc::Receiver<Notification>>>,
-    stop: watch::Sender<bool>,
+    /// Why the owner stops the driver, once it does.
+    stop: watch::Sender<Option<CloseReason>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -233,7 +268,7 @@ impl ControlClient {
     {
         let (requests, request_rx) = mpsc::channel(REQUEST_QUEUE);
         let (notify_tx, notify_rx) = mpsc::channel(NOTIFICATION_QUEUE);
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(None);
         let shared = Arc::new(Shared {
             state: watch::channel(ClientState::Attaching).0,
             model: watch::channel(None).0,
@@ -241,6 +276,8 @@ impl ControlClient {
             dropped: AtomicU64::new(0),
             format: config.format,
             timeout: config.timeout,
+            born: Instant::now(),
+            last_read: AtomicU64::new(0),
         });
         let task = tokio::spawn(drive(reader, writer, request_rx, shared.clone(), stop_rx));
         let client = Self {
@@ -268,7 +305,7 @@ impl ControlClient {
         .await;
         match attached {
             Err(_) => {
-                client.close();
+                client.close_for(CloseReason::Timeout);
                 return Err(ControlError::Timeout(timeout));
             }
             Ok(Err(reason)) => return Err(ControlError::Closed(reason)),
@@ -312,6 +349,26 @@ impl ControlClient {
         self.notifications.lock().ok()?.take()
     }
 
+    /// How long since tmux last sent anything (an answer, a notification,
+    /// a subscription value); see [`PROBE_AFTER`].
+    pub fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.shared.last_read.load(Ordering::Relaxed));
+        self.shared.born.elapsed().saturating_sub(last)
+    }
+
+    /// Asks tmux the cheapest question there is and waits at most `limit`
+    /// for the answer; without one in time the client closes (as after any
+    /// command timeout), so its model is no longer served.
+    pub async fn probe(&self, limit: Duration) -> Result<(), ControlError> {
+        let mut replies = self
+            .request_within(&[["display-message", "-p", ""]], limit)
+            .await?;
+        let reply = replies
+            .pop()
+            .ok_or(ControlError::Closed(CloseReason::Shutdown))?;
+        check(reply).map(drop)
+    }
+
     /// Notifications dropped because the queue was full.
     pub fn dropped_notifications(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
@@ -322,6 +379,15 @@ impl ControlClient {
     pub async fn request<S: AsRef<str>, C: AsRef<[S]>>(
         &self,
         commands: &[C],
+    ) -> Result<Vec<Reply>, ControlError> {
+        self.request_within(commands, self.shared.timeout).await
+    }
+
+    /// [`ControlClient::request`] waiting at most `timeout` for the answer.
+    async fn request_within<S: AsRef<str>, C: AsRef<[S]>>(
+        &self,
+        commands: &[C],
+        timeout: Duration,
     ) -> Result<Vec<Reply>, ControlError> {
         let line = quote::sequence(commands)?;
         if let ClientState::Closed(reason) = self.state() {
@@ -337,14 +403,13 @@ impl ControlClient {
             mpsc::error::TrySendError::Full(_) => ControlError::Busy,
             mpsc::error::TrySendError::Closed(_) => ControlError::Closed(self.close_reason()),
         })?;
-        let timeout = self.shared.timeout;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(replies)) => Ok(replies),
             Ok(Err(_)) => Err(ControlError::Closed(self.close_reason())),
             Err(_) => {
                 // Answers are matched in order, so one that never comes would
                 // misattribute every later one: start over instead.
-                self.close();
+                self.close_for(CloseReason::Timeout);
                 Err(ControlError::Timeout(timeout))
             }
         }
@@ -500,7 +565,18 @@ impl ControlClient {
     }
 
     fn close(&self) {
-        let _ = self.stop.send(true);
+        self.close_for(CloseReason::Shutdown);
+    }
+
+    /// Stops the driver, which then reports `reason` (the first one given).
+    fn close_for(&self, reason: CloseReason) {
+        self.stop.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+            true
+        });
     }
 
     fn close_reason(&self) -> CloseReason {
@@ -534,7 +610,7 @@ async fn drive<R, W>(
     mut writer: W,
     mut requests: mpsc::Receiver<Request>,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Option<CloseReason>>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -549,13 +625,16 @@ async fn drive<R, W>(
         tokio::select! {
             biased;
             // Fires on shutdown and when every handle is gone.
-            _ = stop.changed() => break CloseReason::Shutdown,
+            _ = stop.changed() => {
+                break stop.borrow().clone().unwrap_or(CloseReason::Shutdown);
+            }
             read = reader.read(&mut buf) => {
                 let n = match read {
                     Ok(0) => break CloseReason::Eof,
                     Ok(n) => n,
                     Err(e) => break CloseReason::Io(e.to_string()),
                 };
+                shared.heard();
                 splitter.push(&buf[..n], |line, cut| events.extend(parser.line(line, cut)));
                 let mut exit = None;
                 for event in events.drain(..) {
@@ -777,6 +856,39 @@ mod tests {
         ));
         drop(from);
         flood.abort();
+    }
+
+    #[tokio::test]
+    async fn a_tmux_that_stops_answering_fails_its_probe_and_closes() {
+        let (client, mut from, mut to) = pair().await;
+        to.write_all(b"%session-changed $0 _shed\n").await.unwrap();
+        let mut line = String::new();
+        from.read_line(&mut line).await.unwrap();
+        to.write_all(b"%begin 1 1 1\n%end 1 1 1\n").await.unwrap();
+        let client = client.await.unwrap().unwrap();
+        assert!(client.quiet_for() < PROBE_AFTER);
+
+        // A live tmux answers the probe.
+        let answer = async {
+            line.clear();
+            from.read_line(&mut line).await.unwrap();
+            assert_eq!(line, "display-message -p ''\n");
+            to.write_all(b"%begin 1 2 1\n\n%end 1 2 1\n").await.unwrap();
+        };
+        let (probed, ()) = tokio::join!(client.probe(Duration::from_secs(5)), answer);
+        probed.unwrap();
+        assert_eq!(client.state(), ClientState::Attached);
+
+        // A hung one (it reads, never writes) does not, and the client closes.
+        let started = tokio::time::Instant::now();
+        let limit = Duration::from_millis(200);
+        assert!(matches!(
+            client.probe(limit).await,
+            Err(ControlError::Timeout(_))
+        ));
+        assert!(started.elapsed() >= limit);
+        assert_eq!(client.closed().await, CloseReason::Timeout);
+        assert!(client.model().borrow().is_none());
     }
 
     #[tokio::test]

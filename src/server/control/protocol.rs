@@ -20,6 +20,11 @@ pub const MAX_REPLY_BYTES: usize = 4 << 20;
 /// Longest notification name or reason kept in [`Event::Other`]/[`Event::Exit`].
 const MAX_WORD_BYTES: usize = 256;
 
+/// Capacity a [`LineSplitter`] keeps after a longer line: one buffer per
+/// channel lives as long as the channel, so a subscription value of a busy
+/// moment must not hold its megabyte for good.
+const KEPT_LINE_CAPACITY: usize = 16 * 1024;
+
 /// Splits a byte stream into lines without ever holding more than
 /// [`MAX_LINE_BYTES`] of one line.
 #[derive(Debug, Default)]
@@ -42,6 +47,14 @@ impl LineSplitter {
                 Some(i) => (&data[..i], &data[i + 1..], true),
                 None => (data, &data[data.len()..], false),
             };
+            data = rest;
+            // A whole line within one read, as most are, is passed on
+            // without a copy.
+            if done && self.buf.is_empty() && !self.overflow {
+                let cut = part.len() > MAX_LINE_BYTES;
+                emit(&part[..part.len().min(MAX_LINE_BYTES)], cut);
+                continue;
+            }
             let room = MAX_LINE_BYTES - self.buf.len();
             if part.len() > room {
                 self.buf.extend_from_slice(&part[..room]);
@@ -51,10 +64,13 @@ impl LineSplitter {
             }
             if done {
                 emit(&self.buf, self.overflow);
-                self.buf.clear();
                 self.overflow = false;
+                if self.buf.capacity() > KEPT_LINE_CAPACITY {
+                    self.buf = Vec::new();
+                } else {
+                    self.buf.clear();
+                }
             }
-            data = rest;
         }
     }
 
@@ -430,6 +446,25 @@ mod tests {
             vec![b"%sessions-changed".to_vec(), b"%exit".to_vec()]
         );
         assert_eq!(splitter.pending(), 7);
+    }
+
+    #[test]
+    fn long_lines_are_joined_and_their_room_given_back() {
+        let mut splitter = LineSplitter::new();
+        let mut lines = Vec::new();
+        let long = vec![b'z'; 3 * KEPT_LINE_CAPACITY];
+        splitter.push(&long[..100], |l, c| lines.push((l.len(), c)));
+        splitter.push(&long[100..], |l, c| lines.push((l.len(), c)));
+        splitter.push(b"\nshort\n", |l, c| lines.push((l.len(), c)));
+        assert_eq!(lines, [(long.len(), false), (5, false)]);
+        assert_eq!(splitter.pending(), 0);
+        assert!(splitter.buf.capacity() <= KEPT_LINE_CAPACITY);
+        // An overlong line inside one read is cut as one split across reads is.
+        let mut whole = vec![b'w'; MAX_LINE_BYTES + 10];
+        whole.push(b'\n');
+        lines.clear();
+        splitter.push(&whole, |l, c| lines.push((l.len(), c)));
+        assert_eq!(lines, [(MAX_LINE_BYTES, true)]);
     }
 
     #[test]

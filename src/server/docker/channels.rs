@@ -28,7 +28,7 @@ use crate::server::agent::detect::ScreenRules;
 use crate::server::agent::engine::{ShedAgents, AGENT_TICK};
 use crate::server::backend::BackendError;
 use crate::server::control::client::{
-    attach_args, ClientConfig, ClientState, ControlClient, ControlError,
+    attach_args, ClientConfig, ClientState, ControlClient, ControlError, PROBE_AFTER, PROBE_TIMEOUT,
 };
 use crate::server::control::model::{Change, Field, Model};
 use crate::server::control::Backoff;
@@ -392,7 +392,9 @@ fn lock(agents: &Agents) -> std::sync::MutexGuard<'_, ShedAgents> {
 /// Feeds every model, and a tick of [`AGENT_TICK`] (time alone turns a
 /// quiet pane idle), to the shed's agent engine, and publishes the
 /// differences between successive models and agents until the client
-/// closes or the channel is stopped.
+/// closes or the channel is stopped. A tmux quiet for [`PROBE_AFTER`] is
+/// probed, and the channel closes when it does not answer: a hung tmux
+/// sends nothing, like an idle one, and its model would be served stale.
 async fn follow(
     client: &ControlClient,
     shed: &str,
@@ -419,7 +421,20 @@ async fn follow(
         }
         tokio::select! {
             changed = models.changed() => if changed.is_err() { return },
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                if client.quiet_for() >= PROBE_AFTER {
+                    match client.probe(PROBE_TIMEOUT).await {
+                        Err(e @ ControlError::Timeout(_)) => {
+                            tracing::warn!(shed, error = %e, "tmux did not answer a probe; closing its channel");
+                            return;
+                        }
+                        Err(ControlError::Closed(_)) => return,
+                        // Any answer, even an error, shows tmux alive; a
+                        // full queue means requests are being answered.
+                        Ok(()) | Err(_) => {}
+                    }
+                }
+            }
             _ = client.closed() => return,
             _ = stop.changed() => return,
         }

@@ -102,11 +102,23 @@ impl DockerBackend {
         })
     }
 
-    /// Starts an attached exec in shed `name` as the configured container user.
+    /// Starts an attached exec in shed `name` as the configured container
+    /// user, with a small read buffer (see `EXEC_READ_CAPACITY`).
     pub async fn start_exec(
         &self,
         name: &str,
         request: ExecRequest,
+    ) -> Result<ExecSession, BackendError> {
+        self.start_exec_reading(name, request, EXEC_READ_CAPACITY)
+            .await
+    }
+
+    /// [`DockerBackend::start_exec`] with a read buffer of `read_capacity` bytes.
+    async fn start_exec_reading(
+        &self,
+        name: &str,
+        request: ExecRequest,
+        read_capacity: usize,
     ) -> Result<ExecSession, BackendError> {
         let docker = self.docker().await?;
         let container = self.naming.container(name);
@@ -140,10 +152,7 @@ impl DockerBackend {
                 &exec.id,
                 Some(StartExecOptions {
                     tty: request.tty.is_some(),
-                    // bollard reads 8 KiB at a time by default; bulk output
-                    // (a build log, `cat` of a big file) moves in far fewer,
-                    // larger SSH packets with a bigger buffer.
-                    output_capacity: Some(EXEC_READ_CAPACITY),
+                    output_capacity: Some(read_capacity),
                     ..Default::default()
                 }),
             )
@@ -253,7 +262,8 @@ impl InteractiveExec for DockerBackend {
     }
 
     async fn start(&self, shed: &str, request: ExecRequest) -> Result<ExecSession, BackendError> {
-        self.start_exec(shed, request).await
+        self.start_exec_reading(shed, request, INTERACTIVE_READ_CAPACITY)
+            .await
     }
 
     async fn resize(&self, id: &str, size: TtySize) -> Result<(), BackendError> {

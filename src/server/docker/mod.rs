@@ -42,8 +42,16 @@ const STOP_TIMEOUT_SECS: i32 = 10;
 const DOCKER_TIMEOUT_SECS: u64 = 60;
 /// Upper bound on a create's `git clone`.
 const CLONE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Read buffer for an exec's output stream.
-const EXEC_READ_CAPACITY: usize = 256 * 1024;
+/// Read buffer for the output stream of an interactive exec (an SSH
+/// session or port forward): bulk output (a build log, `cat` of a big file)
+/// moves in far fewer, larger SSH packets with it (bench row 5).
+const INTERACTIVE_READ_CAPACITY: usize = 256 * 1024;
+/// Read buffer for every other exec: captured commands and the control
+/// channels. Such a buffer lives as long as its exec and its pages are
+/// touched as the stream moves through it, so at 256 KiB the control
+/// channels alone held some 25 MB at 100 sheds (bench row 14); larger
+/// frames still grow it while they pass.
+const EXEC_READ_CAPACITY: usize = 8 * 1024;
 /// How much of a failed command's output is kept for the error message.
 const ERROR_TAIL_BYTES: usize = 800;
 /// Most bytes of each stream [`DockerBackend::exec_capture`] keeps (the
