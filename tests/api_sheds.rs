@@ -5,10 +5,16 @@ mod common;
 use common::http::{delete, get, post, post_empty, send};
 use common::*;
 
-#[tokio::test]
-async fn lifecycle_and_error_codes() {
+/// A fresh test server and the URL of its shed collection.
+fn start() -> (TestServer, String) {
     let server = TestServer::start();
     let sheds = server.url("/api/sheds");
+    (server, sheds)
+}
+
+#[tokio::test]
+async fn lifecycle_and_error_codes() {
+    let (server, sheds) = start();
 
     let r = post(
         &sheds,
@@ -130,8 +136,7 @@ async fn lifecycle_and_error_codes() {
 
 #[tokio::test]
 async fn bad_input_is_a_4xx_and_creates_nothing() {
-    let server = TestServer::start();
-    let sheds = server.url("/api/sheds");
+    let (server, sheds) = start();
     let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(2 * 1024 * 1024));
     let cases: Vec<(&str, u16, &str)> = vec![
         (r#"{"name":"Demo"}"#, 400, "INVALID_NAME"),
@@ -184,8 +189,7 @@ async fn bad_input_is_a_4xx_and_creates_nothing() {
 
 #[tokio::test]
 async fn failed_creates_leave_nothing_behind() {
-    let server = TestServer::start();
-    let sheds = server.url("/api/sheds");
+    let (server, sheds) = start();
 
     let r = post(
         &sheds,
@@ -210,8 +214,7 @@ async fn failed_creates_leave_nothing_behind() {
 
 #[tokio::test]
 async fn keep_volume_keeps_the_workspace_and_a_failed_create_never_loses_it() {
-    let server = TestServer::start();
-    let sheds = server.url("/api/sheds");
+    let (server, sheds) = start();
     assert_eq!(post(&sheds, r#"{"name":"keep"}"#).await.status, 201);
     docker(&[
         "exec",
@@ -501,8 +504,7 @@ impl Drop for VolumeHolder {
 
 #[tokio::test]
 async fn a_half_done_delete_says_what_is_left_and_its_volume_is_never_adopted() {
-    let server = TestServer::start();
-    let sheds = server.url("/api/sheds");
+    let (server, sheds) = start();
     assert_eq!(post(&sheds, r#"{"name":"busy"}"#).await.status, 201);
     let volume = server.volume("busy");
     docker(&[

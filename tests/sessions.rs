@@ -258,14 +258,8 @@ async fn stopped_shed_is_409_and_limits_hold() {
 
 #[tokio::test]
 async fn an_image_without_tmux_is_503() {
-    build_image(&["--no-tmux"], "shed-test-notmux:latest");
     let server = TestServer::start();
-    let r = post(
-        &server.url("/api/sheds"),
-        r#"{"name":"bare","image":"shed-test-notmux:latest"}"#,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.json);
+    make_shed_without_tmux(&server, "bare").await;
     let r = get(&server.url("/api/sheds/bare/sessions")).await;
     assert_eq!(
         (r.status, r.code()),

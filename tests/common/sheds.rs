@@ -3,8 +3,8 @@
 
 use std::process::{Command, Stdio};
 
-use super::http::post;
-use super::TestServer;
+use super::http::{post, Reply};
+use super::{build_image, TestServer};
 
 /// Runs `docker ARGS` and returns trimmed stdout; panics on failure.
 pub fn docker(args: &[&str]) -> String {
@@ -91,6 +91,20 @@ pub async fn make_shed(server: &TestServer, name: &str) {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.json);
+}
+
+/// Builds the test image without tmux, creates shed `name` from it on
+/// `server` and checks it was made; the create's answer.
+pub async fn make_shed_without_tmux(server: &TestServer, name: &str) -> Reply {
+    const IMAGE: &str = "shed-test-notmux:latest";
+    build_image(&["--no-tmux"], IMAGE);
+    let r = post(
+        &server.url("/api/sheds"),
+        &format!(r#"{{"name":"{name}","image":"{IMAGE}"}}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    r
 }
 
 /// Whether `container` is running, as Docker reports it.
