@@ -302,24 +302,9 @@ async fn a_name_taken_meanwhile_is_409_and_leaves_one_shed() {
 async fn isolation_prefixes_keep_servers_apart() {
     let a = TestServer::start();
     let b = TestServer::start();
-    assert_eq!(
-        post(&a.url("/api/sheds"), r#"{"name":"same"}"#)
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        post(&b.url("/api/sheds"), r#"{"name":"same"}"#)
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        post(&a.url("/api/sheds"), r#"{"name":"only-a"}"#)
-            .await
-            .status,
-        201
-    );
+    make_shed(&a, "same").await;
+    make_shed(&b, "same").await;
+    make_shed(&a, "only-a").await;
 
     let names = |r: &common::http::Reply| -> Vec<String> {
         r.json["sheds"]
@@ -567,12 +552,7 @@ async fn a_shed_named_by_an_older_prefixed_server_is_found_and_renamed() {
     // Before PREFIX.shed-NAME, a prefixed server named containers
     // PREFIX-shed-NAME; such a shed must stay reachable.
     let server = TestServer::start();
-    assert_eq!(
-        post(&server.url("/api/sheds"), r#"{"name":"old"}"#)
-            .await
-            .status,
-        201
-    );
+    make_shed(&server, "old").await;
     let legacy = format!("{}-shed-old", server.prefix);
     docker(&["rename", &server.container("old"), &legacy]);
 

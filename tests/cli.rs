@@ -232,13 +232,7 @@ fn on_a_terminal_delete_asks_and_create_shows_a_spinner() {
     cli.add_server(&server, "s");
     cli.ok(&["create", "keep"]);
     let host = HostTmux::new();
-    let env = [
-        (
-            "SHED_CONFIG",
-            cli.config_path().to_string_lossy().into_owned(),
-        ),
-        ("HOME", cli.dir.path().to_string_lossy().into_owned()),
-    ];
+    let env = cli.env();
     let shed = env!("CARGO_BIN_EXE_shed");
 
     // "n" keeps the shed.

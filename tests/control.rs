@@ -426,6 +426,70 @@ async fn session_output(
     got
 }
 
+/// Starts session `name` on a raw tty that records every byte but NUL
+/// into a file, and waits for it to start; the file.
+async fn recorder(client: &ControlClient, tmux: &Tmux, name: &str) -> PathBuf {
+    let rec = tmux.path(name);
+    let command = format!("stty raw -echo -iexten; exec cat > '{}'", rec.display());
+    client
+        .new_session(&spec(name, Some(&command), tmux.dir.path()))
+        .await
+        .expect("recorder");
+    eventually(Duration::from_secs(10), || rec.exists().then_some(()))
+        .await
+        .expect("the recorder started");
+    rec
+}
+
+/// How typed text reaches a pane.
+#[derive(Clone, Copy, Debug)]
+enum Typing {
+    /// The client's `send_input`.
+    Input,
+    /// A bare `send-keys -l`, quoted by the client.
+    SendKeysLiteral,
+}
+
+/// Types `cases` hostile texts into a fresh recorder via `typing`, checking
+/// after each that the recorder holds every byte typed so far.
+async fn typed_byte_for_byte(
+    client: &ControlClient,
+    tmux: &Tmux,
+    rng: &mut Rng,
+    seed: u64,
+    cases: usize,
+    typing: Typing,
+) {
+    let name = match typing {
+        Typing::Input => "rec",
+        Typing::SendKeysLiteral => "rec-l",
+    };
+    let rec = recorder(client, tmux, name).await;
+    let mut expected = Vec::new();
+    for case in 0..cases {
+        let text = rng.hostile(true);
+        let sent = match typing {
+            Typing::Input => client.send_input(name, text.as_bytes(), false).await,
+            Typing::SendKeysLiteral => client
+                .run(&["send-keys", "-t", &format!("={name}:"), "-l", "--", &text])
+                .await
+                .map(drop),
+        };
+        sent.unwrap_or_else(|e| panic!("{typing:?} case {case} {text:?}: {e}"));
+        expected.extend_from_slice(text.as_bytes());
+        let got = file_bytes(&rec, expected.len()).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&expected),
+            "{typing:?} case {case} (seed {seed}): {text:?}"
+        );
+        assert_eq!(
+            got, expected,
+            "{typing:?} case {case} (seed {seed}): {text:?}"
+        );
+    }
+}
+
 /// The byte-for-byte property of the hardening issue, through control mode:
 /// typed input, a session's command, env values and its working directory.
 #[tokio::test]
@@ -438,58 +502,18 @@ async fn hostile_text_arrives_byte_for_byte() {
     let dir = tmux.dir.path().to_string_lossy().into_owned();
 
     // (a) Input: a raw tty records every byte but NUL.
-    let rec = tmux.path("rec");
-    let command = format!("stty raw -echo -iexten; exec cat > '{}'", rec.display());
-    client
-        .new_session(&spec("rec", Some(&command), tmux.dir.path()))
-        .await
-        .expect("recorder");
-    eventually(Duration::from_secs(10), || rec.exists().then_some(()))
-        .await
-        .expect("the recorder started");
-    let mut expected = Vec::new();
-    for case in 0..CASES {
-        let text = rng.hostile(true);
-        client
-            .send_input("rec", text.as_bytes(), false)
-            .await
-            .unwrap_or_else(|e| panic!("case {case} {text:?}: {e}"));
-        expected.extend_from_slice(text.as_bytes());
-        let got = file_bytes(&rec, expected.len()).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&expected),
-            "input case {case} (seed {seed}): {text:?}"
-        );
-        assert_eq!(got, expected, "input case {case} (seed {seed}): {text:?}");
-    }
-
+    typed_byte_for_byte(&client, &tmux, &mut rng, seed, CASES, Typing::Input).await;
     // (a') The same through `send-keys -l` and the quoting alone: -H is
     // what the client uses, this shows the quoted form is exact too.
-    let rec = tmux.path("rec-l");
-    let command = format!("stty raw -echo -iexten; exec cat > '{}'", rec.display());
-    client
-        .new_session(&spec("rec-l", Some(&command), tmux.dir.path()))
-        .await
-        .expect("recorder");
-    eventually(Duration::from_secs(10), || rec.exists().then_some(()))
-        .await
-        .expect("the recorder started");
-    let mut expected = Vec::new();
-    for case in 0..CASES {
-        let text = rng.hostile(true);
-        client
-            .run(&["send-keys", "-t", "=rec-l:", "-l", "--", &text])
-            .await
-            .unwrap_or_else(|e| panic!("case {case} {text:?}: {e}"));
-        expected.extend_from_slice(text.as_bytes());
-        let got = file_bytes(&rec, expected.len()).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&expected),
-            "send-keys -l case {case} (seed {seed}): {text:?}"
-        );
-    }
+    typed_byte_for_byte(
+        &client,
+        &tmux,
+        &mut rng,
+        seed,
+        CASES,
+        Typing::SendKeysLiteral,
+    )
+    .await;
 
     for case in 0..CASES {
         // (b) The command: sh's own last argument, read back from /proc. The

@@ -92,13 +92,7 @@ async fn a_server_restart_leaves_running_agents_alone() {
     let cli = Cli::new();
     cli.add_server_with_key(&second, "s", &key);
     let host = HostTmux::new();
-    let env = [
-        (
-            "SHED_CONFIG",
-            cli.config_path().to_string_lossy().into_owned(),
-        ),
-        ("HOME", cli.dir.path().to_string_lossy().into_owned()),
-    ];
+    let env = cli.env();
     let attach = format!("{} attach r -S agent", env!("CARGO_BIN_EXE_shed"));
     host.start("h", 100, 30, &env, &attach);
     host.wait_for("h", "the agent's earlier output", |screen| {

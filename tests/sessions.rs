@@ -48,15 +48,7 @@ async fn create_list_get_output_input_kill() {
     )
     .await;
     assert_eq!(r.status, 204, "{}", r.json);
-    let output = server.url("/api/sheds/p/sessions/agent/output?lines=20");
-    let (_, text) = eventually(Duration::from_secs(10), || async {
-        let text = get(&output).await.json["output"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        (text.contains("hi there 42 C-c Enter"), text)
-    })
-    .await;
+    let (_, text) = output_containing(&server, "p", "agent", "hi there 42 C-c Enter").await;
     assert!(text.contains("hi there 42 C-c Enter"), "{text}");
 
     // Output includes scrollback and honours `lines`.

@@ -321,13 +321,7 @@ async fn sessions_new_starts_a_stopped_shed_and_a_listing_does_not() {
 async fn attach_to_a_missing_session_says_it_creates_it() {
     let s = setup().await;
     let host = HostTmux::new();
-    let env = [
-        (
-            "SHED_CONFIG",
-            s.cli.config_path().to_string_lossy().into_owned(),
-        ),
-        ("HOME", s.cli.dir.path().to_string_lossy().into_owned()),
-    ];
+    let env = s.cli.env();
     // stderr to a file: the attached tmux repaints the terminal over it.
     let attach = |pane: &str| {
         let err = s.cli.dir.path().join(format!("{pane}.err"));
@@ -416,13 +410,7 @@ async fn attach_detach_reattach_and_resize_end_to_end() {
     let s = setup().await;
     let host = HostTmux::new();
     let shed_bin = env!("CARGO_BIN_EXE_shed");
-    let env = [
-        (
-            "SHED_CONFIG",
-            s.cli.config_path().to_string_lossy().into_owned(),
-        ),
-        ("HOME", s.cli.dir.path().to_string_lossy().into_owned()),
-    ];
+    let env = s.cli.env();
     let attach = format!("{shed_bin} attach demo -S work");
     host.start("one", 100, 30, &env, &attach);
     host.wait_for("one", "tmux's status line", |screen| {
@@ -501,13 +489,7 @@ async fn attach_detach_reattach_and_resize_end_to_end() {
 async fn console_is_a_login_shell_in_the_workspace() {
     let s = setup().await;
     let host = HostTmux::new();
-    let env = [
-        (
-            "SHED_CONFIG",
-            s.cli.config_path().to_string_lossy().into_owned(),
-        ),
-        ("HOME", s.cli.dir.path().to_string_lossy().into_owned()),
-    ];
+    let env = s.cli.env();
     let console = format!("{} console demo", env!("CARGO_BIN_EXE_shed"));
     host.start("c", 100, 30, &env, &console);
     host.keys(

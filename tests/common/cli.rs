@@ -24,6 +24,18 @@ impl Cli {
         self.dir.path().join("config.toml")
     }
 
+    /// The environment `shed` sees this config in, for a command started
+    /// elsewhere (a host tmux pane).
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [
+            (
+                "SHED_CONFIG",
+                self.config_path().to_string_lossy().into_owned(),
+            ),
+            ("HOME", self.dir.path().to_string_lossy().into_owned()),
+        ]
+    }
+
     /// Runs `shed ARGS` with this config and no stdin.
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_shed"))
