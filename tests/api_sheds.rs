@@ -329,10 +329,8 @@ async fn docker_unreachable_is_503_and_recovers_by_itself() {
     require_docker();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("docker.sock");
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!("docker_host = \"unix://{}\"\n", socket.display()),
-        ..Default::default()
-    });
+    let server =
+        TestServer::start_with_config(format!("docker_host = \"unix://{}\"\n", socket.display()));
     let r = get(&server.url("/api/health")).await;
     assert_eq!(r.status, 200);
     let r = get(&server.url("/api/sheds")).await;
@@ -359,10 +357,7 @@ async fn docker_unreachable_is_503_and_recovers_by_itself() {
 
 #[tokio::test]
 async fn api_token_guards_every_endpoint_but_health() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "api_token = \"correct-horse-battery\"\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("api_token = \"correct-horse-battery\"\n");
     assert_eq!(get(&server.url("/api/health")).await.status, 200);
     for auth in [
         None,
@@ -431,10 +426,10 @@ impl HungEngine {
 async fn a_hung_engine_gets_503_at_once_while_a_reconnect_is_under_way() {
     require_docker();
     let engine = HungEngine::start();
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!("docker_host = \"unix://{}\"\n", engine.socket.display()),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config(format!(
+        "docker_host = \"unix://{}\"\n",
+        engine.socket.display()
+    ));
     // The first request starts a reconnect, which hangs on the engine.
     let before = engine.connections();
     let url = server.url("/api/sheds");

@@ -126,10 +126,9 @@ fn start_agent_session(container: &str, user: &str) {
 
 #[tokio::test]
 async fn claude_hooks_installed_through_the_api_report_state_in_the_pane() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!("install_hooks = false\ncontainer_user = {USER:?}\n"),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config(format!(
+        "install_hooks = false\ncontainer_user = {USER:?}\n"
+    ));
     make_shed(&server, "h").await;
     let container = server.container("h");
     // install_hooks = false: a create writes nothing.
@@ -238,10 +237,7 @@ async fn claude_hooks_installed_through_the_api_report_state_in_the_pane() {
 
 #[tokio::test]
 async fn a_foreign_managed_settings_file_is_left_untouched_through_api_and_cli() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "install_hooks = false\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("install_hooks = false\n");
     make_shed(&server, "f").await;
     let container = server.container("f");
     let foreign = b"{\n  \"permissions\": {\"deny\": [\"Bash(rm:*)\"]}\n}\n";

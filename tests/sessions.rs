@@ -197,10 +197,7 @@ async fn invalid_names_are_400_and_create_nothing() {
 
 #[tokio::test]
 async fn stopped_shed_is_409_and_limits_hold() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "max_sessions_per_shed = 2\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("max_sessions_per_shed = 2\n");
     make_shed(&server, "p").await;
     assert_eq!(
         make_session(&server, "p", r#"{"name":"one"}"#).await.status,
@@ -273,10 +270,7 @@ async fn an_image_without_tmux_is_503() {
 async fn all_sessions_is_sorted_and_survives_a_hung_shed() {
     // A replaced tmux binary wedges execs, not a control channel already
     // attached to a live tmux server: this tests the exec path's bounds.
-    let server = TestServer::start_with(ServerOpts {
-        extra: "control_mode = false\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("control_mode = false\n");
     for shed in ["zeta", "alpha", "hung"] {
         make_shed(&server, shed).await;
     }
@@ -510,10 +504,7 @@ async fn exec_in_a_session_is_visible_and_returns_output_and_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_never_pass_the_session_limit() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "max_sessions_per_shed = 2\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("max_sessions_per_shed = 2\n");
     make_shed(&server, "race").await;
     let creates = (0..8).map(|i| {
         let url = server.url("/api/sheds/race/sessions");

@@ -222,10 +222,7 @@ async fn unlisted_keys_passwords_and_none_are_refused() {
 
 #[tokio::test]
 async fn allow_any_key_is_an_explicit_opt_in() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "allow_any_key = true\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("allow_any_key = true\n");
     post(&server.url("/api/sheds"), r#"{"name":"open"}"#).await;
     let stranger = SshKey::generate();
     let out = server
@@ -621,10 +618,7 @@ async fn ssh_signal_requests_reach_the_process() {
 
 #[tokio::test]
 async fn every_exec_runs_as_the_configured_container_user() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "container_user = \"shed\"\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("container_user = \"shed\"\n");
     let key = SshKey::generate();
     server.authorize(&key);
     let r = post(
