@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::http::{get, post};
+use common::http::post;
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const BASE_IMAGE: &str = "shed-base:latest";
 
