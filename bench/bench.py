@@ -1015,6 +1015,18 @@ def fill_sessions(container, names, lines):
     sh("docker", "exec", container, "sh", "-c", script, "fill", *names)
 
 
+def filled_shed(server, shed, names, lines):
+    """Creates `shed` with a session per name, each printing `seq 1 LINES`
+    (shed raises tmux's history-limit to what a snapshot saves); the shed's
+    container."""
+    container = server.container(shed)
+    server.post("/api/sheds", {"name": shed})
+    for n in names:
+        server.post(f"/api/sheds/{shed}/sessions", {"name": n})
+    fill_sessions(container, names, lines)
+    return container
+
+
 def snapshot_panes(server, shed):
     snap = server.get(f"/api/sheds/{shed}/snapshot").get("snapshot") or {"sessions": []}
     return {s["name"]: [p["history"] for w in s["windows"] for p in w["panes"]] for s in snap["sessions"]}
@@ -1024,11 +1036,7 @@ def bench_restore(rows, server, runs):
     """10 sessions of 10,000 history lines: stop and start through the API,
     from Docker's StartedAt until every session shows its restored history."""
     shed, names, lines = "r0", [f"h{i}" for i in range(10)], 10000
-    container = server.container(shed)
-    server.post("/api/sheds", {"name": shed})
-    for n in names:
-        server.post(f"/api/sheds/{shed}/sessions", {"name": n})
-    fill_sessions(container, names, lines)
+    container = filled_shed(server, shed, names, lines)
     last = f"\n{lines}\n"
     deadline = time.monotonic() + 120
     while True:  # the periodic save (every 10 s here) captures the history
@@ -1088,11 +1096,7 @@ def bench_autosave(rows, server, runs):
     triggered by a new window: shed-server CPU, Docker daemons' CPU, bytes,
     wall time from the trigger to the "snapshot saved" log line."""
     shed, names, lines = "a0", [f"w{i}" for i in range(32)], 2000
-    container = server.container(shed)
-    server.post("/api/sheds", {"name": shed})
-    for n in names:
-        server.post(f"/api/sheds/{shed}/sessions", {"name": n})
-    fill_sessions(container, names, lines)
+    container = filled_shed(server, shed, names, lines)
     time.sleep(1)
     cpu, daemons, walls, sizes, floor = [], [], [], [], []
     for _ in range(runs):

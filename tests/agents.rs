@@ -20,10 +20,7 @@ const STATE_WAIT: Duration = Duration::from_secs(60);
 /// A server that follows sheds over control channels, whatever
 /// `SHED_TEST_CONTROL_MODE` says: the engine lives on the channel.
 fn channel_server() -> TestServer {
-    TestServer::start_with(ServerOpts {
-        extra: "control_mode = true\n".into(),
-        ..ServerOpts::default()
-    })
+    TestServer::start_with_config("control_mode = true\n")
 }
 
 async fn create_session(server: &TestServer, shed: &str, name: &str, command: &str) {
@@ -302,17 +299,15 @@ async fn screen_rules_read_claudes_menu_and_codexs_prompt() {
 
 #[tokio::test]
 async fn a_rule_from_the_server_config_decides_and_is_named() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "control_mode = true\n\
+    let server = TestServer::start_with_config(
+        "control_mode = true\n\
                 [[screen_rules.rule]]\n\
                 agent = \"claude\"\n\
                 name = \"site-question\"\n\
                 state = \"waiting\"\n\
                 patterns = ['SITE-QUESTION\\?']\n\
-                region = \"screen\"\n"
-            .into(),
-        ..ServerOpts::default()
-    });
+                region = \"screen\"\n",
+    );
     make_channel_shed(&server, "local").await;
     create_session(
         &server,
@@ -335,10 +330,7 @@ async fn a_rule_from_the_server_config_decides_and_is_named() {
 
 #[tokio::test]
 async fn without_a_channel_exits_are_known_and_the_rest_is_not() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "control_mode = false\n".into(),
-        ..ServerOpts::default()
-    });
+    let server = TestServer::start_with_config("control_mode = false\n");
     make_shed(&server, "ex").await;
     create_session(&server, "ex", "gone", "/opt/fake-agents/codex exit:3").await;
     create_session(&server, "ex", "live", "/opt/fake-agents/claude prompt").await;

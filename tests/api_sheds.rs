@@ -5,10 +5,16 @@ mod common;
 use common::http::{delete, get, post, post_empty, send};
 use common::*;
 
-#[tokio::test]
-async fn lifecycle_and_error_codes() {
+/// A fresh test server and the URL of its shed collection.
+fn start() -> (TestServer, String) {
     let server = TestServer::start();
     let sheds = server.url("/api/sheds");
+    (server, sheds)
+}
+
+#[tokio::test]
+async fn lifecycle_and_error_codes() {
+    let (server, sheds) = start();
 
     let r = post(
         &sheds,
@@ -130,8 +136,7 @@ async fn lifecycle_and_error_codes() {
 
 #[tokio::test]
 async fn bad_input_is_a_4xx_and_creates_nothing() {
-    let server = TestServer::start();
-    let sheds = server.url("/api/sheds");
+    let (server, sheds) = start();
     let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(2 * 1024 * 1024));
     let cases: Vec<(&str, u16, &str)> = vec![
         (r#"{"name":"Demo"}"#, 400, "INVALID_NAME"),
@@ -184,8 +189,7 @@ async fn bad_input_is_a_4xx_and_creates_nothing() {
 
 #[tokio::test]
 async fn failed_creates_leave_nothing_behind() {
-    let server = TestServer::start();
-    let sheds = server.url("/api/sheds");
+    let (server, sheds) = start();
 
     let r = post(
         &sheds,
@@ -210,8 +214,7 @@ async fn failed_creates_leave_nothing_behind() {
 
 #[tokio::test]
 async fn keep_volume_keeps_the_workspace_and_a_failed_create_never_loses_it() {
-    let server = TestServer::start();
-    let sheds = server.url("/api/sheds");
+    let (server, sheds) = start();
     assert_eq!(post(&sheds, r#"{"name":"keep"}"#).await.status, 201);
     docker(&[
         "exec",
@@ -299,24 +302,9 @@ async fn a_name_taken_meanwhile_is_409_and_leaves_one_shed() {
 async fn isolation_prefixes_keep_servers_apart() {
     let a = TestServer::start();
     let b = TestServer::start();
-    assert_eq!(
-        post(&a.url("/api/sheds"), r#"{"name":"same"}"#)
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        post(&b.url("/api/sheds"), r#"{"name":"same"}"#)
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        post(&a.url("/api/sheds"), r#"{"name":"only-a"}"#)
-            .await
-            .status,
-        201
-    );
+    make_shed(&a, "same").await;
+    make_shed(&b, "same").await;
+    make_shed(&a, "only-a").await;
 
     let names = |r: &common::http::Reply| -> Vec<String> {
         r.json["sheds"]
@@ -341,10 +329,8 @@ async fn docker_unreachable_is_503_and_recovers_by_itself() {
     require_docker();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("docker.sock");
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!("docker_host = \"unix://{}\"\n", socket.display()),
-        ..Default::default()
-    });
+    let server =
+        TestServer::start_with_config(format!("docker_host = \"unix://{}\"\n", socket.display()));
     let r = get(&server.url("/api/health")).await;
     assert_eq!(r.status, 200);
     let r = get(&server.url("/api/sheds")).await;
@@ -371,10 +357,7 @@ async fn docker_unreachable_is_503_and_recovers_by_itself() {
 
 #[tokio::test]
 async fn api_token_guards_every_endpoint_but_health() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "api_token = \"correct-horse-battery\"\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("api_token = \"correct-horse-battery\"\n");
     assert_eq!(get(&server.url("/api/health")).await.status, 200);
     for auth in [
         None,
@@ -443,10 +426,10 @@ impl HungEngine {
 async fn a_hung_engine_gets_503_at_once_while_a_reconnect_is_under_way() {
     require_docker();
     let engine = HungEngine::start();
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!("docker_host = \"unix://{}\"\n", engine.socket.display()),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config(format!(
+        "docker_host = \"unix://{}\"\n",
+        engine.socket.display()
+    ));
     // The first request starts a reconnect, which hangs on the engine.
     let before = engine.connections();
     let url = server.url("/api/sheds");
@@ -501,8 +484,7 @@ impl Drop for VolumeHolder {
 
 #[tokio::test]
 async fn a_half_done_delete_says_what_is_left_and_its_volume_is_never_adopted() {
-    let server = TestServer::start();
-    let sheds = server.url("/api/sheds");
+    let (server, sheds) = start();
     assert_eq!(post(&sheds, r#"{"name":"busy"}"#).await.status, 201);
     let volume = server.volume("busy");
     docker(&[
@@ -565,12 +547,7 @@ async fn a_shed_named_by_an_older_prefixed_server_is_found_and_renamed() {
     // Before PREFIX.shed-NAME, a prefixed server named containers
     // PREFIX-shed-NAME; such a shed must stay reachable.
     let server = TestServer::start();
-    assert_eq!(
-        post(&server.url("/api/sheds"), r#"{"name":"old"}"#)
-            .await
-            .status,
-        201
-    );
+    make_shed(&server, "old").await;
     let legacy = format!("{}-shed-old", server.prefix);
     docker(&["rename", &server.container("old"), &legacy]);
 

@@ -21,10 +21,7 @@ const LIMIT: u64 = 3;
 const STOP_WAIT: Duration = Duration::from_secs(60);
 
 fn autostop_server() -> TestServer {
-    TestServer::start_with(ServerOpts {
-        extra: format!("control_mode = true\nidle_stop_after = {LIMIT}\n"),
-        ..ServerOpts::default()
-    })
+    TestServer::start_with_config(format!("control_mode = true\nidle_stop_after = {LIMIT}\n"))
 }
 
 async fn create_shed(server: &TestServer, body: Value) -> Value {

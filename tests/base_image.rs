@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::http::{get, post};
+use common::http::post;
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const BASE_IMAGE: &str = "shed-base:latest";
 
@@ -142,15 +142,7 @@ async fn a_shed_from_the_base_image_runs_as_its_user_with_the_everyday_tools() {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.json);
-    let output = server.url("/api/sheds/base/sessions/agent/output?lines=20");
-    let (seen, text) = eventually(Duration::from_secs(10), || async {
-        let text = get(&output).await.json["output"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        (text.contains("pane-uid="), text)
-    })
-    .await;
+    let (seen, text) = output_containing(&server, "base", "agent", "pane-uid=").await;
     assert!(seen && text.contains("pane-uid=1000"), "{text}");
     let processes = docker(&["exec", &container, "ps", "-eo", "user=,comm="]);
     let tmux_users: Vec<&str> = processes

@@ -201,10 +201,7 @@ fn several_servers_lookup_and_partial_results() {
 
 #[test]
 fn token_servers_need_the_token() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "api_token = \"cli-token-123456\"\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("api_token = \"cli-token-123456\"\n");
     let cli = Cli::new();
     let port = server.port.to_string();
     let out = cli.run(&["server", "add", "127.0.0.1", "--port", &port]);
@@ -281,10 +278,7 @@ fn on_a_terminal_delete_asks_and_create_shows_a_spinner() {
 #[test]
 fn the_cli_pins_a_real_servers_tls_certificate() {
     const TOKEN: &str = "tls-token-0123456789";
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!("tls = \"on\"\napi_token = {TOKEN:?}\n"),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config(format!("tls = \"on\"\napi_token = {TOKEN:?}\n"));
     let tls_fingerprint = server_fingerprint(&server, true);
     assert!(
         shed::api::fingerprint::is_fingerprint(&tls_fingerprint),

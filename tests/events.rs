@@ -92,10 +92,7 @@ async fn last_event_id_replays_exactly_the_missed_events() {
 
 #[tokio::test]
 async fn an_id_older_than_the_ring_gets_a_resync() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "event_ring_size = 2".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("event_ring_size = 2");
     let mut live = Events::open(&server.url("/api/events"), &[]).await;
     make_shed(&server, "rs").await;
     let first = live.until("shed.started", is("shed.started", "rs")).await;
@@ -161,10 +158,7 @@ async fn the_shed_filter_keeps_one_shed() {
 
 #[tokio::test]
 async fn events_need_the_token_and_a_same_origin() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "api_token = \"events-token-123\"".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("api_token = \"events-token-123\"");
     let url = server.url("/api/events");
     let r = send("GET", &url, None, &[]).await;
     assert_eq!(r.status, 401);
@@ -282,10 +276,8 @@ async fn saw_all(live: &mut Events, kind: &str, names: &[String]) -> usize {
 #[tokio::test]
 async fn a_consumer_that_reads_nothing_does_not_grow_the_server() {
     // Room for one round's burst, so the consumer that reads keeps up.
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!("event_ring_size = {}", 2 * FLOOD_SESSIONS + 56),
-        ..Default::default()
-    });
+    let server =
+        TestServer::start_with_config(format!("event_ring_size = {}", 2 * FLOOD_SESSIONS + 56));
     // A raw connection that asks for events and never reads a byte.
     let mut stalled = small_window_connection(server.port);
     write!(

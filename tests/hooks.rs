@@ -98,22 +98,37 @@ fn play_as(container: &str, user: &str, settings: &Value, event: &str, json: &st
     assert!(ok, "respawning the pane for {event}");
 }
 
-/// Waits until pane option `option` reads `want`.
+/// Waits until pane option `option` of the agent's pane reads `want`.
 fn expect_option(container: &str, option: &str, want: &str) {
+    expect_option_as(container, USER, option, want)
+}
+
+/// [`expect_option`] in `user`'s tmux server.
+fn expect_option_as(container: &str, user: &str, option: &str, want: &str) {
     let mut last = String::new();
     let ok = wait_until(Duration::from_secs(10), || {
-        last = pane_option(container, "agent", option);
+        last = pane_option_as(container, user, "agent", option);
         last == want
     });
     assert!(ok, "{option}: wanted {want:?}, have {last:?}");
 }
 
+/// Starts the `agent` tmux session, a waiting shell, in `user`'s tmux server.
+fn start_agent_session(container: &str, user: &str) {
+    let (ok, _) = exec_in(
+        container,
+        user,
+        &["tmux", "new-session", "-d", "-s", "agent", "sleep 600"],
+        b"",
+    );
+    assert!(ok, "starting the agent session as {user}");
+}
+
 #[tokio::test]
 async fn claude_hooks_installed_through_the_api_report_state_in_the_pane() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!("install_hooks = false\ncontainer_user = {USER:?}\n"),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config(format!(
+        "install_hooks = false\ncontainer_user = {USER:?}\n"
+    ));
     make_shed(&server, "h").await;
     let container = server.container("h");
     // install_hooks = false: a create writes nothing.
@@ -145,13 +160,7 @@ async fn claude_hooks_installed_through_the_api_report_state_in_the_pane() {
 
     let settings: Value =
         serde_json::from_slice(&read_file(&container, CLAUDE_SETTINGS).unwrap()).unwrap();
-    let (ok, _) = exec_in(
-        &container,
-        USER,
-        &["tmux", "new-session", "-d", "-s", "agent", "sleep 600"],
-        b"",
-    );
-    assert!(ok);
+    start_agent_session(&container, USER);
 
     play(
         &container,
@@ -167,34 +176,27 @@ async fn claude_hooks_installed_through_the_api_report_state_in_the_pane() {
     expect_option(&container, "@shed_agent", "claude");
     expect_option(&container, "@shed_state", "idle");
 
-    play(
-        &container,
-        &settings,
-        "UserPromptSubmit",
-        r#"{"hook_event_name":"UserPromptSubmit","prompt":"fix \"session_id\":\"x\" the bug"}"#,
-    );
-    expect_option(&container, "@shed_state", "working");
-    play(
-        &container,
-        &settings,
-        "Notification",
-        r#"{"hook_event_name":"Notification","notification_type":"permission_prompt"}"#,
-    );
-    expect_option(&container, "@shed_state", "waiting");
-    play(
-        &container,
-        &settings,
-        "PreToolUse",
-        r#"{"hook_event_name":"PreToolUse","tool_name":"Bash"}"#,
-    );
-    expect_option(&container, "@shed_state", "working");
-    play(
-        &container,
-        &settings,
-        "Stop",
-        r#"{"hook_event_name":"Stop"}"#,
-    );
-    expect_option(&container, "@shed_state", "idle");
+    for (event, json, state) in [
+        (
+            "UserPromptSubmit",
+            r#"{"hook_event_name":"UserPromptSubmit","prompt":"fix \"session_id\":\"x\" the bug"}"#,
+            "working",
+        ),
+        (
+            "Notification",
+            r#"{"hook_event_name":"Notification","notification_type":"permission_prompt"}"#,
+            "waiting",
+        ),
+        (
+            "PreToolUse",
+            r#"{"hook_event_name":"PreToolUse","tool_name":"Bash"}"#,
+            "working",
+        ),
+        ("Stop", r#"{"hook_event_name":"Stop"}"#, "idle"),
+    ] {
+        play(&container, &settings, event, json);
+        expect_option(&container, "@shed_state", state);
+    }
     // The resume id survived every event that carried none.
     expect_option(
         &container,
@@ -235,10 +237,7 @@ async fn claude_hooks_installed_through_the_api_report_state_in_the_pane() {
 
 #[tokio::test]
 async fn a_foreign_managed_settings_file_is_left_untouched_through_api_and_cli() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "install_hooks = false\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("install_hooks = false\n");
     make_shed(&server, "f").await;
     let container = server.container("f");
     let foreign = b"{\n  \"permissions\": {\"deny\": [\"Bash(rm:*)\"]}\n}\n";
@@ -327,13 +326,7 @@ async fn a_create_installs_the_hooks_by_default() {
     }
     // Codex's and Gemini CLI's session starts, run in a pane as the agents
     // would run them, name their agent.
-    let (ok, _) = exec_in(
-        &container,
-        "root",
-        &["tmux", "new-session", "-d", "-s", "agent", "sleep 600"],
-        b"",
-    );
-    assert!(ok);
+    start_agent_session(&container, "root");
     for (agent, file) in [
         ("codex", "/etc/codex/hooks.json"),
         ("gemini", "/etc/gemini-cli/system-defaults.json"),
@@ -343,12 +336,7 @@ async fn a_create_installs_the_hooks_by_default() {
         let input =
             format!(r#"{{"session_id":"{agent}-session-1","hook_event_name":"SessionStart"}}"#);
         play_as(&container, "root", &settings, "SessionStart", &input);
-        let mut last = String::new();
-        let ok = wait_until(Duration::from_secs(10), || {
-            last = pane_option_as(&container, "root", "agent", "@shed_agent");
-            last == agent
-        });
-        assert!(ok, "{agent}: @shed_agent is {last:?}");
+        expect_option_as(&container, "root", "@shed_agent", agent);
         let id = pane_option_as(&container, "root", "agent", "@shed_resume_id");
         assert_eq!(id, format!("{agent}-session-1"));
     }
@@ -411,14 +399,8 @@ fn the_helper_sets_and_clears_the_state_in_a_host_pane() {
 /// the missing program, and an explicit install is 503 naming it too.
 #[tokio::test]
 async fn an_image_without_tmux_gets_a_warning_not_a_failed_create() {
-    build_image(&["--no-tmux"], "shed-test-notmux:latest");
     let server = TestServer::start();
-    let r = post(
-        &server.url("/api/sheds"),
-        r#"{"name":"bare","image":"shed-test-notmux:latest"}"#,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.json);
+    let r = make_shed_without_tmux(&server, "bare").await;
     let warnings = r.json["warnings"].as_array().expect("warnings");
     assert_eq!(warnings.len(), 1, "{}", r.json);
     assert!(

@@ -23,15 +23,21 @@ fn server_add_names_the_key_the_gateway_refuses() {
     .to_string();
     let identity = key.private.to_string_lossy().into_owned();
 
+    // A fresh `shed server add` of the gateway with `key`: it succeeds
+    // either way; its stderr.
+    let add = || {
+        let out = Cli::new().add_local(
+            server.port,
+            &host_key_fingerprint(&server),
+            &["--identity", &identity],
+        );
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        stderr
+    };
+
     // Before: added silently; every later login ended in "Permission denied".
-    let cli = Cli::new();
-    let out = cli.add_local(
-        server.port,
-        &host_key_fingerprint(&server),
-        &["--identity", &identity],
-    );
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stderr = add();
     assert!(
         stderr.contains("refused your key") && stderr.contains(&fingerprint),
         "{stderr}"
@@ -40,14 +46,7 @@ fn server_add_names_the_key_the_gateway_refuses() {
 
     // Once the server lists the key, the same add is quiet.
     server.authorize(&key);
-    let cli = Cli::new();
-    let out = cli.add_local(
-        server.port,
-        &host_key_fingerprint(&server),
-        &["--identity", &identity],
-    );
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stderr = add();
     assert!(stderr.is_empty(), "{stderr}");
 }
 

@@ -35,13 +35,10 @@ fn deliveries(receiver: &Receiver, session: &str) -> Vec<common::receiver::Recei
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_reports_waiting_sends_one_signed_webhook() {
     let receiver = Receiver::start().await;
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!(
+    let server = TestServer::start_with_config(format!(
             "[[notify]]\nkind = \"webhook\"\nurl = {:?}\nsecret = {SECRET:?}\nmin_hold_secs = 1\nmin_interval_secs = 0\n",
             receiver.url("/hook")
-        ),
-        ..ServerOpts::default()
-    });
+        ));
     make_shed(&server, "p").await;
     start_agent(&server, "agent").await;
 

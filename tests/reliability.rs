@@ -108,10 +108,7 @@ async fn a_server_restart_leaves_running_agents_alone() {
 async fn sigterm_finishes_requests_in_flight() {
     // A replaced tmux binary wedges execs, not a control channel already
     // attached to a live tmux server: this tests the exec path's bounds.
-    let mut server = TestServer::start_with(ServerOpts {
-        extra: "control_mode = false\n".into(),
-        ..Default::default()
-    });
+    let mut server = TestServer::start_with_config("control_mode = false\n");
     make_shed(&server, "slow").await;
     post(&server.url("/api/sheds/slow/sessions"), r#"{"name":"x"}"#).await;
     // Wedge tmux so that /api/sessions takes the full per-shed timeout.

@@ -57,15 +57,7 @@ async fn create_list_get_output_input_kill() {
     )
     .await;
     assert_eq!(r.status, 204, "{}", r.json);
-    let output = server.url("/api/sheds/p/sessions/agent/output?lines=20");
-    let (_, text) = eventually(Duration::from_secs(10), || async {
-        let text = get(&output).await.json["output"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        (text.contains("hi there 42 C-c Enter"), text)
-    })
-    .await;
+    let (_, text) = output_containing(&server, "p", "agent", "hi there 42 C-c Enter").await;
     assert!(text.contains("hi there 42 C-c Enter"), "{text}");
     assert_eq!(get(&output).await.json["source"], source);
 
@@ -218,10 +210,7 @@ async fn invalid_names_are_400_and_create_nothing() {
 
 #[tokio::test]
 async fn stopped_shed_is_409_and_limits_hold() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "max_sessions_per_shed = 2\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("max_sessions_per_shed = 2\n");
     make_shed(&server, "p").await;
     assert_eq!(
         make_session(&server, "p", r#"{"name":"one"}"#).await.status,
@@ -271,14 +260,8 @@ async fn stopped_shed_is_409_and_limits_hold() {
 
 #[tokio::test]
 async fn an_image_without_tmux_is_503() {
-    build_image(&["--no-tmux"], "shed-test-notmux:latest");
     let server = TestServer::start();
-    let r = post(
-        &server.url("/api/sheds"),
-        r#"{"name":"bare","image":"shed-test-notmux:latest"}"#,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.json);
+    make_shed_without_tmux(&server, "bare").await;
     let r = get(&server.url("/api/sheds/bare/sessions")).await;
     assert_eq!(
         (r.status, r.code()),
@@ -300,10 +283,7 @@ async fn an_image_without_tmux_is_503() {
 async fn all_sessions_is_sorted_and_survives_a_hung_shed() {
     // A replaced tmux binary wedges execs, not a control channel already
     // attached to a live tmux server: this tests the exec path's bounds.
-    let server = TestServer::start_with(ServerOpts {
-        extra: "control_mode = false\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("control_mode = false\n");
     for shed in ["zeta", "alpha", "hung"] {
         make_shed(&server, shed).await;
     }
@@ -537,10 +517,7 @@ async fn exec_in_a_session_is_visible_and_returns_output_and_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_never_pass_the_session_limit() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "max_sessions_per_shed = 2\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("max_sessions_per_shed = 2\n");
     make_shed(&server, "race").await;
     let creates = (0..8).map(|i| {
         let url = server.url("/api/sheds/race/sessions");

@@ -222,10 +222,7 @@ async fn unlisted_keys_passwords_and_none_are_refused() {
 
 #[tokio::test]
 async fn allow_any_key_is_an_explicit_opt_in() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "allow_any_key = true\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("allow_any_key = true\n");
     post(&server.url("/api/sheds"), r#"{"name":"open"}"#).await;
     let stranger = SshKey::generate();
     let out = server
@@ -321,13 +318,7 @@ async fn sessions_new_starts_a_stopped_shed_and_a_listing_does_not() {
 async fn attach_to_a_missing_session_says_it_creates_it() {
     let s = setup().await;
     let host = HostTmux::new();
-    let env = [
-        (
-            "SHED_CONFIG",
-            s.cli.config_path().to_string_lossy().into_owned(),
-        ),
-        ("HOME", s.cli.dir.path().to_string_lossy().into_owned()),
-    ];
+    let env = s.cli.env();
     // stderr to a file: the attached tmux repaints the terminal over it.
     let attach = |pane: &str| {
         let err = s.cli.dir.path().join(format!("{pane}.err"));
@@ -627,10 +618,7 @@ async fn ssh_signal_requests_reach_the_process() {
 
 #[tokio::test]
 async fn every_exec_runs_as_the_configured_container_user() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "container_user = \"shed\"\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("container_user = \"shed\"\n");
     let key = SshKey::generate();
     server.authorize(&key);
     let r = post(

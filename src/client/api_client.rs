@@ -565,36 +565,32 @@ impl ApiClient {
         let kept_volumes = list
             .kept_volumes
             .into_iter()
-            .filter(|kept| match validate_shed_name(&kept.name) {
-                Ok(()) => true,
-                Err(e) => {
-                    warn(&format!(
-                        "server {:?} listed a kept volume for an invalid shed name {:?} ({e}); \
-                         ignored",
-                        self.name, kept.name
-                    ));
-                    false
-                }
-            })
+            .filter(|kept| self.valid_listed(&kept.name, "a kept volume for an invalid shed name"))
             .collect();
         let sheds = list
             .sheds
             .into_iter()
-            .filter(|shed| match validate_shed_name(&shed.name) {
-                Ok(()) => true,
-                Err(e) => {
-                    warn(&format!(
-                        "server {:?} listed an invalid shed name {:?} ({e}); ignored",
-                        self.name, shed.name
-                    ));
-                    false
-                }
-            })
+            .filter(|shed| self.valid_listed(&shed.name, "an invalid shed name"))
             .collect();
         Ok(ShedList {
             sheds,
             kept_volumes,
         })
+    }
+
+    /// Whether `name`, a shed name this server listed, is valid; if not, a
+    /// warning calls it `what` and the entry is to be dropped.
+    fn valid_listed(&self, name: &str, what: &str) -> bool {
+        match validate_shed_name(name) {
+            Ok(()) => true,
+            Err(e) => {
+                warn(&format!(
+                    "server {:?} listed {what} {name:?} ({e}); ignored",
+                    self.name
+                ));
+                false
+            }
+        }
     }
 
     /// `GET /api/sheds/{name}`.

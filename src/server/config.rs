@@ -622,6 +622,12 @@ mod tests {
         ServerConfig::from_toml(text, Path::new("test.toml"))
     }
 
+    /// Asserts that `text` is refused with an error that mentions `needle`.
+    fn assert_refused(text: &str, needle: &str) {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
         let config = parse("").unwrap();
@@ -671,14 +677,11 @@ mod tests {
         .to_string();
         assert!(err.contains("invalid `screen_rules`"), "{err}");
         assert!(err.contains("rule codex/mine: bad pattern"), "{err}");
-        let err = parse("[screen_rules]\nfile = \"/nonexistent/rules.toml\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("cannot read /nonexistent/rules.toml"), "{err}");
-        let err = parse("[screen_rules]\nrules = []\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("unknown field"), "{err}");
+        assert_refused(
+            "[screen_rules]\nfile = \"/nonexistent/rules.toml\"\n",
+            "cannot read /nonexistent/rules.toml",
+        );
+        assert_refused("[screen_rules]\nrules = []\n", "unknown field");
     }
 
     #[test]
@@ -689,10 +692,7 @@ mod tests {
         );
         parse("event_ring_size = 1\n").unwrap();
         for bad in [0, crate::server::events::MAX_RING_SIZE + 1] {
-            let err = parse(&format!("event_ring_size = {bad}\n"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("event_ring_size"), "{err}");
+            assert_refused(&format!("event_ring_size = {bad}\n"), "event_ring_size");
         }
     }
 
@@ -725,10 +725,10 @@ mod tests {
 
     #[test]
     fn a_read_only_token_needs_a_different_full_token() {
-        let err = parse("api_token_read_only = \"viewer-0123456\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("api_token_read_only"), "{err}");
+        assert_refused(
+            "api_token_read_only = \"viewer-0123456\"\n",
+            "api_token_read_only",
+        );
         let same = "api_token = \"same-0123456\"\napi_token_read_only = \"same-0123456\"\n";
         assert!(parse(same).unwrap_err().to_string().contains("differ"));
         let short = "api_token = \"full-0123456\"\napi_token_read_only = \"short\"\n";
@@ -747,28 +747,23 @@ mod tests {
 
     #[test]
     fn bad_value_names_the_key() {
-        let err = parse("http_port = \"eighty\"\n").unwrap_err().to_string();
-        assert!(err.contains("http_port"), "{err}");
-        let err = parse("isolation_prefix = \"Bad Prefix\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("isolation_prefix"), "{err}");
+        assert_refused("http_port = \"eighty\"\n", "http_port");
+        assert_refused("isolation_prefix = \"Bad Prefix\"\n", "isolation_prefix");
     }
 
     #[test]
     fn public_bind_needs_token_or_explicit_opt_out() {
-        let err = parse("bind = \"0.0.0.0\"\n").unwrap_err().to_string();
-        assert!(err.contains("api_token"), "{err}");
+        assert_refused("bind = \"0.0.0.0\"\n", "api_token");
         parse("bind = \"0.0.0.0\"\napi_token = \"0123456789abcdef\"\n").unwrap();
         parse("bind = \"0.0.0.0\"\ninsecure_no_auth = true\n").unwrap();
     }
 
     #[test]
     fn mounts_need_absolute_targets() {
-        let err = parse("[[mounts]]\nsource = \"/tmp\"\ntarget = \"rel\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("mounts"), "{err}");
+        assert_refused(
+            "[[mounts]]\nsource = \"/tmp\"\ntarget = \"rel\"\n",
+            "mounts",
+        );
     }
 
     #[test]
@@ -808,16 +803,15 @@ mod tests {
 
     #[test]
     fn ssh_limits_leave_room_for_authenticated_connections() {
-        let err = parse("ssh_max_connections = 10\nssh_max_unauthenticated = 10\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("ssh_max_unauthenticated"), "{err}");
-        let err = parse("ssh_login_grace_secs = 0\n").unwrap_err().to_string();
-        assert!(err.contains("ssh_login_grace_secs"), "{err}");
-        let err = parse("ssh_max_unauthenticated = 5\nssh_max_unauthenticated_per_ip = 6\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("ssh_max_unauthenticated_per_ip"), "{err}");
+        assert_refused(
+            "ssh_max_connections = 10\nssh_max_unauthenticated = 10\n",
+            "ssh_max_unauthenticated",
+        );
+        assert_refused("ssh_login_grace_secs = 0\n", "ssh_login_grace_secs");
+        assert_refused(
+            "ssh_max_unauthenticated = 5\nssh_max_unauthenticated_per_ip = 6\n",
+            "ssh_max_unauthenticated_per_ip",
+        );
     }
 
     #[test]

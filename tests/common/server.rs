@@ -54,6 +54,14 @@ impl TestServer {
         Self::start_with(ServerOpts::default())
     }
 
+    /// Starts a server whose config ends in the TOML lines `extra`.
+    pub fn start_with_config(extra: impl Into<String>) -> TestServer {
+        Self::start_with(ServerOpts {
+            extra: extra.into(),
+            ..ServerOpts::default()
+        })
+    }
+
     /// Starts a server with options.
     pub fn start_with(mut opts: ServerOpts) -> TestServer {
         // SHED_TEST_CONTROL_MODE=false runs a whole suite on the exec path

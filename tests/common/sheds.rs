@@ -3,8 +3,10 @@
 
 use std::process::{Command, Stdio};
 
-use super::http::post;
-use super::TestServer;
+use std::time::Duration;
+
+use super::http::{get, post, Reply};
+use super::{build_image, eventually, TestServer};
 
 /// Runs `docker ARGS` and returns trimmed stdout; panics on failure.
 pub fn docker(args: &[&str]) -> String {
@@ -91,6 +93,41 @@ pub async fn make_shed(server: &TestServer, name: &str) {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.json);
+}
+
+/// Builds the test image without tmux, creates shed `name` from it on
+/// `server` and checks it was made; the create's answer.
+pub async fn make_shed_without_tmux(server: &TestServer, name: &str) -> Reply {
+    const IMAGE: &str = "shed-test-notmux:latest";
+    build_image(&["--no-tmux"], IMAGE);
+    let r = post(
+        &server.url("/api/sheds"),
+        &format!(r#"{{"name":"{name}","image":"{IMAGE}"}}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    r
+}
+
+/// Polls the last 20 lines of session `session` of shed `shed` until they
+/// contain `want`, for 10 s at most; whether they did, and the last read.
+pub async fn output_containing(
+    server: &TestServer,
+    shed: &str,
+    session: &str,
+    want: &str,
+) -> (bool, String) {
+    let output = server.url(&format!(
+        "/api/sheds/{shed}/sessions/{session}/output?lines=20"
+    ));
+    eventually(Duration::from_secs(10), || async {
+        let text = get(&output).await.json["output"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (text.contains(want), text)
+    })
+    .await
 }
 
 /// Whether `container` is running, as Docker reports it.

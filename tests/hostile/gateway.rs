@@ -91,10 +91,7 @@ fn denied(out: &Output) -> bool {
 }
 
 fn server_with(extra: &str) -> (TestServer, SshKey) {
-    let server = TestServer::start_with(ServerOpts {
-        extra: extra.into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config(extra);
     let key = SshKey::generate();
     server.authorize(&key);
     (server, key)

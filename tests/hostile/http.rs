@@ -140,10 +140,8 @@ async fn same_origin_and_no_origin_requests_work() {
 
 #[tokio::test]
 async fn allowed_hosts_admits_a_configured_name() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "allowed_hosts = [\"shed.example\", \"192.0.2.7\"]\n".into(),
-        ..ServerOpts::default()
-    });
+    let server =
+        TestServer::start_with_config("allowed_hosts = [\"shed.example\", \"192.0.2.7\"]\n");
     let port = server.port;
     let ours = format!("shed.example:{port}");
     let info = server.url("/api/info");
@@ -205,12 +203,9 @@ async fn closed_by_server(mut stream: TcpStream, deadline: Instant) -> bool {
 #[tokio::test]
 async fn slowloris_connections_do_not_lock_out_a_client_and_are_closed() {
     raise_fd_limit(SLOW_CONNECTIONS as u64 + 1_000);
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!(
-            "http_header_timeout_secs = 2\nhttp_max_connections = {TEST_MAX_CONNECTIONS}\n"
-        ),
-        ..ServerOpts::default()
-    });
+    let server = TestServer::start_with_config(format!(
+        "http_header_timeout_secs = 2\nhttp_max_connections = {TEST_MAX_CONNECTIONS}\n"
+    ));
     let fds_before = server.open_fds();
     let mut slow = Vec::with_capacity(SLOW_CONNECTIONS);
     for i in 0..SLOW_CONNECTIONS {
@@ -374,10 +369,9 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
 async fn idle_keep_alive_connections_are_closed() {
     // The header timeout is far longer than the test waits, so only the
     // idle timeout can close the connection in time.
-    let server = TestServer::start_with(ServerOpts {
-        extra: "http_header_timeout_secs = 120\nhttp_idle_timeout_secs = 1\n".into(),
-        ..ServerOpts::default()
-    });
+    let server = TestServer::start_with_config(
+        "http_header_timeout_secs = 120\nhttp_idle_timeout_secs = 1\n",
+    );
     let mut stream = raw_request(
         &server,
         b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
@@ -390,10 +384,7 @@ async fn idle_keep_alive_connections_are_closed() {
 
 #[tokio::test]
 async fn a_trickled_request_body_gets_408_and_the_connection_closes() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "http_header_timeout_secs = 2\n".into(),
-        ..ServerOpts::default()
-    });
+    let server = TestServer::start_with_config("http_header_timeout_secs = 2\n");
     // A complete head announcing 100 bytes of body, then only the start of it.
     let mut stream = raw_request(
         &server,
@@ -425,10 +416,7 @@ fn prlimit_nofile(pid: u32, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn running_out_of_descriptors_is_survived() {
-    let server = TestServer::start_with(ServerOpts {
-        extra: "http_header_timeout_secs = 2\n".into(),
-        ..ServerOpts::default()
-    });
+    let server = TestServer::start_with_config("http_header_timeout_secs = 2\n");
     let pid = server.pid();
     let soft = prlimit_nofile(pid, &["--nofile", "--output=SOFT", "--noheadings"]);
     // Leave the server two spare descriptors, then knock with more.

@@ -41,10 +41,8 @@ impl Path {
 /// pinned to that mode (whatever `SHED_TEST_CONTROL_MODE` says), and for the
 /// channel only once it serves the shed's sessions.
 async fn shed_on(path: Path, shed: &str) -> TestServer {
-    let server = TestServer::start_with(ServerOpts {
-        extra: format!("control_mode = {}\n", path == Path::Channel),
-        ..Default::default()
-    });
+    let server =
+        TestServer::start_with_config(format!("control_mode = {}\n", path == Path::Channel));
     make_shed(&server, shed).await;
     if path == Path::Channel {
         let r = post(
@@ -326,10 +324,7 @@ async fn a_flooding_tmux_does_not_grow_the_server_without_bound() {
     // hangs: the server keeps a bounded tail, not all of it, and the call
     // times out. Pinned to the exec path: a control channel attached to the
     // real tmux would never run the replaced binary.
-    let server = TestServer::start_with(ServerOpts {
-        extra: "control_mode = false\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("control_mode = false\n");
     make_shed(&server, "flood").await;
     let container = server.container("flood");
     // The marker is written once the last byte is in the pipe, so its
@@ -373,10 +368,7 @@ fn processes(container: &str, prefix: &str) -> usize {
 async fn timed_out_tmux_calls_do_not_pile_up_in_the_shed() {
     // A replaced tmux binary wedges execs, not a control channel already
     // attached to a live tmux server: this tests the exec path's bounds.
-    let server = TestServer::start_with(ServerOpts {
-        extra: "control_mode = false\n".into(),
-        ..Default::default()
-    });
+    let server = TestServer::start_with_config("control_mode = false\n");
     make_shed(&server, "wedged").await;
     let container = server.container("wedged");
     wedge_tmux(&container, 900);

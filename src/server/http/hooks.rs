@@ -40,10 +40,9 @@ pub(super) async fn install_hooks(
     let backend = state.backend.clone();
     // Like a create, an install runs to its end even if the client goes away,
     // so no file is left half-written.
-    let report = tokio::spawn(async move {
+    let report = super::to_completion(async move {
         crate::server::hooks::install(backend.as_ref(), &name, &agents).await
     })
-    .await
-    .map_err(|_| ApiError::Panic)??;
+    .await?;
     Ok(Json(report))
 }

@@ -305,6 +305,19 @@ impl HostPolicy {
     }
 }
 
+/// Runs `work` on a task of its own, so it goes to its end even if the
+/// client goes away halfway; a panic in it is answered as one.
+async fn to_completion<T, E>(
+    work: impl std::future::Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    ApiError: From<E>,
+{
+    Ok(tokio::spawn(work).await.map_err(|_| ApiError::Panic)??)
+}
+
 fn quoted(text: &str) -> String {
     text.chars().take(MAX_QUOTED).collect()
 }

@@ -96,15 +96,14 @@ pub(super) async fn create_shed(
     // away: dropping it halfway would leave a half-made shed behind.
     let backend = state.backend.clone();
     let install_hooks = state.install_hooks;
-    let shed = tokio::spawn(async move {
+    let shed = super::to_completion(async move {
         let mut shed = backend.create(new).await?;
         if install_hooks {
             shed.warnings = hooks_at_create(backend.as_ref(), &shed.name).await;
         }
         Ok::<_, crate::server::backend::BackendError>(shed)
     })
-    .await
-    .map_err(|_| ApiError::Panic)??;
+    .await?;
     let location = format!("/api/sheds/{}", shed.name);
     Ok((
         StatusCode::CREATED,
