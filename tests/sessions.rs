@@ -59,6 +59,7 @@ async fn create_list_get_output_input_kill() {
     assert_eq!(r.status, 204, "{}", r.json);
     let (_, text) = output_containing(&server, "p", "agent", "hi there 42 C-c Enter").await;
     assert!(text.contains("hi there 42 C-c Enter"), "{text}");
+    let output = server.url("/api/sheds/p/sessions/agent/output?lines=20");
     assert_eq!(get(&output).await.json["source"], source);
 
     // Output includes scrollback and honours `lines`.
