@@ -13,7 +13,17 @@ use shed::server::ssh::keys;
 
 /// Serves sheds (persistent Docker workspaces) over HTTP and SSH.
 #[derive(Parser)]
-#[command(name = "shed-server", version)]
+#[command(
+    name = "shed-server",
+    version,
+    after_help = "Examples:
+  shed-server serve                              # 127.0.0.1:8080, SSH gateway on 2222
+  shed-server serve --bind 0.0.0.0 --port 9090   # a public bind needs api_token in the config
+  shed-server keys add ~/.ssh/id_ed25519.pub     # let a key into the SSH gateway
+  shed-server host-key                           # the gateway's fingerprint, for `shed server add`
+  shed-server default-config > server.toml       # a commented config to edit
+  sudo shed-server install --config /etc/shed/server.toml   # run it as a systemd service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -364,4 +374,18 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_shows_examples() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Examples:"), "{help}");
+        assert!(help.contains("shed-server keys add"), "{help}");
+        Cli::command().debug_assert();
+    }
 }
