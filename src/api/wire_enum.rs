@@ -6,13 +6,17 @@
 /// `parse` and `Display` from the same words. Doc comments, further derives
 /// (such as `Default`) and variant attributes (`#[default]`,
 /// `#[serde(other)]`) pass through.
+// The words are `tt`, not `literal`: a `literal` fragment reaches derive
+// macros wrapped in an invisible group, which utoipa's `ToSchema` does not
+// read through, so the OpenAPI document named the Rust variants instead of
+// the wire words (schemathesis found it).
 macro_rules! wire_enum {
     (
         $(#[$meta:meta])*
         pub enum $name:ident {
             $(
                 $(#[$vmeta:meta])*
-                $variant:ident = $word:literal,
+                $variant:ident = $word:tt,
             )+
         }
     ) => {

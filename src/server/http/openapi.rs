@@ -198,6 +198,26 @@ mod tests {
     use std::collections::BTreeSet;
 
     #[test]
+    fn wire_enums_are_documented_with_their_wire_words() {
+        let doc = served_document(true);
+        let schemas = &doc["components"]["schemas"];
+        for (schema, values) in [
+            ("AgentKind", crate::api::agent::AgentKind::ALL.map(|v| v.as_str()).to_vec()),
+            ("AgentState", crate::api::agent::AgentState::ALL.map(|v| v.as_str()).to_vec()),
+            ("AgentSource", crate::api::agent::AgentSource::ALL.map(|v| v.as_str()).to_vec()),
+            ("HookAgent", crate::api::hooks::HookAgent::ALL.map(|v| v.as_str()).to_vec()),
+        ] {
+            let documented: Vec<&str> = schemas[schema]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{schema} has no enum: {}", schemas[schema]))
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            assert_eq!(documented, values, "{schema}");
+        }
+    }
+
+    #[test]
     fn every_route_the_router_registers_is_documented() {
         let doc = served_document(true);
         let documented: BTreeSet<(String, String)> = doc["paths"]
