@@ -202,10 +202,30 @@ mod tests {
         let doc = served_document(true);
         let schemas = &doc["components"]["schemas"];
         for (schema, values) in [
-            ("AgentKind", crate::api::agent::AgentKind::ALL.map(|v| v.as_str()).to_vec()),
-            ("AgentState", crate::api::agent::AgentState::ALL.map(|v| v.as_str()).to_vec()),
-            ("AgentSource", crate::api::agent::AgentSource::ALL.map(|v| v.as_str()).to_vec()),
-            ("HookAgent", crate::api::hooks::HookAgent::ALL.map(|v| v.as_str()).to_vec()),
+            (
+                "AgentKind",
+                crate::api::agent::AgentKind::ALL
+                    .map(|v| v.as_str())
+                    .to_vec(),
+            ),
+            (
+                "AgentState",
+                crate::api::agent::AgentState::ALL
+                    .map(|v| v.as_str())
+                    .to_vec(),
+            ),
+            (
+                "AgentSource",
+                crate::api::agent::AgentSource::ALL
+                    .map(|v| v.as_str())
+                    .to_vec(),
+            ),
+            (
+                "HookAgent",
+                crate::api::hooks::HookAgent::ALL
+                    .map(|v| v.as_str())
+                    .to_vec(),
+            ),
         ] {
             let documented: Vec<&str> = schemas[schema]["enum"]
                 .as_array()
