@@ -291,7 +291,7 @@ async fn shed_ui_refuses_other_sites_foreign_hosts_and_unknown_servers() {
 /// in one inbox, and answers one of them in a terminal over TLS behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_appear_on_one_page() {
-    use common::browser::{Browser, DESKTOP};
+    use common::browser::{Browser, DESKTOP, ENTER};
     let s = Setup::start();
     for (server, shed) in [("one", "alpha"), ("two", "beta")] {
         make_shed_via(&s, server, shed).await;
@@ -342,26 +342,11 @@ async fn two_servers_appear_on_one_page() {
     // Answer server two's agent from the page: the terminal goes through
     // shed ui to the TLS server's WebSocket, and the fake agent echoes it.
     browser
-        .wait_css("#inbox li[data-server=\"two\"] .open-terminal")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait_js(
-            "the terminal to connect",
-            "const i = window.shedTerminalInfo(); return i && i.connected;",
-            vec![],
-        )
+        .open_terminal_from("#inbox li[data-server=\"two\"]", "beta/asks")
         .await;
-    let textarea = browser.wait_css("#terminal .xterm-helper-textarea").await;
-    textarea.send_keys("answer-via-ui\u{E007}").await.unwrap();
     browser
-        .wait_js(
-            "the agent's screen to show the answer",
-            "return window.shedTerminalText().includes('answer-via-ui');",
-            vec![],
-        )
+        .type_in_terminal(&format!("answer-via-ui{ENTER}"))
         .await;
+    browser.wait_terminal_shows("answer-via-ui").await;
     browser.close().await;
 }

@@ -7,10 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::browser::{Browser, DESKTOP, PHONE};
+use common::browser::{Browser, DESKTOP, ENTER, PHONE};
 use common::http::*;
 use common::*;
-use fantoccini::Locator;
 use serde_json::{json, Value};
 
 const SHED: &str = "web";
@@ -136,32 +135,20 @@ async fn the_page_shows_sheds_sessions_and_waiting_agents_live() {
 
     // Send text from the page; it arrives in tmux and shows in the preview.
     let row = "[data-session=\"web/plain\"]";
-    let input = browser
-        .wait_css(&format!("{row} form.send input[name=text]"))
-        .await;
-    input.send_keys("echo sent-$((6*7))").await.unwrap();
     browser
-        .client
-        .find(Locator::Css(&format!("{row} form.send button")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .fill(
+            &format!("{row} form.send input[name=text]"),
+            "echo sent-$((6*7))",
+        )
+        .await;
+    browser.click(&format!("{row} form.send button")).await;
     let (ok, out) = eventually(Duration::from_secs(20), || async {
         let out = output_of(&server, "plain").await;
         (out.contains("sent-42"), out)
     })
     .await;
     assert!(ok, "the text reached the session: {out}");
-    browser
-        .client
-        .find(Locator::Css(&format!("{row} .toggle-preview")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(&format!("{row} .toggle-preview")).await;
     browser
         .wait_js(
             "the preview",
@@ -173,51 +160,31 @@ async fn the_page_shows_sheds_sessions_and_waiting_agents_live() {
     // New session and kill (after a confirm) from the page.
     let form = format!("[data-shed=\"{SHED}\"] form.new-session");
     browser
-        .wait_css(&format!("{form} input[name=session]"))
-        .await
-        .send_keys("fromui")
-        .await
-        .unwrap();
+        .fill(&format!("{form} input[name=session]"), "fromui")
+        .await;
     browser
-        .client
-        .find(Locator::Css(&format!("{form} input[name=command]")))
-        .await
-        .unwrap()
-        .send_keys("exec sleep 600")
-        .await
-        .unwrap();
-    browser
-        .client
-        .find(Locator::Css(&format!("{form} button")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .fill(&format!("{form} input[name=command]"), "exec sleep 600")
+        .await;
+    browser.click(&format!("{form} button")).await;
     session_until(&server, "fromui", "made by the page", |s| {
         s["current_command"] == "sleep"
     })
     .await;
     browser
-        .wait_css("[data-session=\"web/fromui\"] .kill")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .client
-        .accept_alert()
-        .await
-        .expect("kill asks first");
+        .click_and_confirm(
+            "[data-session=\"web/fromui\"] .kill",
+            true,
+            "kill asks first",
+        )
+        .await;
     session_until(&server, "fromui", "killed by the page", |s| {
         s["error"]["code"] == "SESSION_NOT_FOUND"
     })
     .await;
     browser
-        .wait_js(
+        .wait_gone(
             "the killed session's row to go",
-            "return document.querySelector('[data-session=\"web/fromui\"]') === null;",
-            vec![],
+            "[data-session=\"web/fromui\"]",
         )
         .await;
 
@@ -231,17 +198,7 @@ async fn the_page_shows_sheds_sessions_and_waiting_agents_live() {
         .wait_css("#inbox li[data-session=\"web/agent\"][data-state=\"waiting\"]")
         .await;
     phone.wait_css("[data-session=\"web/plain\"]").await;
-    let fits = phone
-        .js(
-            "return [window.innerWidth, document.documentElement.scrollWidth];",
-            vec![],
-        )
-        .await;
-    assert_eq!(fits[0], json!(PHONE.width), "{fits}");
-    assert!(
-        fits[1].as_u64() <= fits[0].as_u64(),
-        "nothing overflows the phone's width: {fits}"
-    );
+    assert_fits_the_phone(&phone).await;
     let inbox_first = phone
         .js("const i = document.getElementById('inbox-section').getBoundingClientRect(); const s = document.getElementById('servers').getBoundingClientRect(); return i.bottom <= s.top && i.width === s.width;", vec![])
         .await;
@@ -262,19 +219,9 @@ async fn sheds_are_created_stopped_and_deleted_from_the_page() {
     let browser = Browser::start(DESKTOP).await;
     browser.goto(&server.url("/")).await;
     browser
-        .wait_css(".server .create-shed input[name=name]")
-        .await
-        .send_keys("made")
-        .await
-        .unwrap();
-    browser
-        .client
-        .find(Locator::Css(".server .create-shed button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .fill(".server .create-shed input[name=name]", "made")
+        .await;
+    browser.click(".server .create-shed button").await;
     let shed = "[data-shed=\"made\"]";
     browser
         .wait_css(&format!("{shed}[data-status=\"running\"]"))
@@ -282,16 +229,8 @@ async fn sheds_are_created_stopped_and_deleted_from_the_page() {
     assert!(is_running(&server.container("made")));
 
     browser
-        .wait_css(&format!("{shed} .stop"))
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .client
-        .accept_alert()
-        .await
-        .expect("stop asks first");
+        .click_and_confirm(&format!("{shed} .stop"), true, "stop asks first")
+        .await;
     browser
         .wait_css(&format!("{shed}[data-status=\"stopped\"]"))
         .await;
@@ -299,61 +238,20 @@ async fn sheds_are_created_stopped_and_deleted_from_the_page() {
 
     // Declining the confirm leaves the shed alone.
     browser
-        .wait_css(&format!("{shed} .delete"))
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .client
-        .dismiss_alert()
-        .await
-        .expect("delete asks first");
+        .click_and_confirm(&format!("{shed} .delete"), false, "delete asks first")
+        .await;
     let r = get(&server.url("/api/sheds/made")).await;
     assert_eq!(r.status, 200, "a declined delete deletes nothing");
 
     browser
-        .wait_css(&format!("{shed} .delete"))
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser.client.accept_alert().await.unwrap();
+        .click_and_confirm(&format!("{shed} .delete"), true, "delete asks again")
+        .await;
     browser
-        .wait_js(
-            "the deleted shed's card to go",
-            "return document.querySelector(arguments[0]) === null;",
-            vec![json!(shed)],
-        )
+        .wait_gone("the deleted shed's card to go", shed)
         .await;
     let r = get(&server.url("/api/sheds/made")).await;
     assert_eq!(r.status, 404, "{}", r.json);
     browser.close().await;
-}
-
-/// The terminal's visible text, as the page reads it from xterm.js.
-async fn terminal_text(browser: &Browser) -> String {
-    browser
-        .js("return window.shedTerminalText();", vec![])
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-async fn wait_terminal_shows(browser: &Browser, want: &str) {
-    browser
-        .wait_js(
-            &format!("the terminal to show {want:?}"),
-            "return window.shedTerminalText().includes(arguments[0]);",
-            vec![json!(want)],
-        )
-        .await;
-}
-
-async fn type_into_terminal(browser: &Browser, keys: &str) {
-    let textarea = browser.wait_css("#terminal .xterm-helper-textarea").await;
-    textarea.send_keys(keys).await.unwrap();
 }
 
 async fn terminal_cols(browser: &Browser) -> u64 {
@@ -381,8 +279,6 @@ fn client_widths(server: &TestServer, session: &str) -> Vec<u64> {
     .collect()
 }
 
-const ENTER: &str = "\u{E007}";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_types_reads_resizes_and_reconnects() {
     require_docker();
@@ -391,34 +287,26 @@ async fn the_terminal_types_reads_resizes_and_reconnects() {
     create_session(&server, "term", None).await;
     let browser = Browser::start(DESKTOP).await;
     browser.goto(&server.url("/")).await;
-    browser
-        .wait_css("[data-session=\"web/term\"] .open-terminal")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait_js(
-            "the terminal to connect",
-            "const i = window.shedTerminalInfo(); return i && i.connected;",
-            vec![],
-        )
-        .await;
+    browser.open_terminal("web/term").await;
 
-    type_into_terminal(&browser, &format!("echo $((6*7))-typed{ENTER}")).await;
-    wait_terminal_shows(&browser, "42-typed").await;
+    browser
+        .type_in_terminal(&format!("echo $((6*7))-typed{ENTER}"))
+        .await;
+    browser.wait_terminal_shows("42-typed").await;
 
     // UTF-8, typed and echoed back through the decoder.
-    type_into_terminal(&browser, &format!("echo 'héllo ✓ 日本'{ENTER}")).await;
-    wait_terminal_shows(&browser, "héllo ✓ 日本").await;
+    browser
+        .type_in_terminal(&format!("echo 'héllo ✓ 日本'{ENTER}"))
+        .await;
+    browser.wait_terminal_shows("héllo ✓ 日本").await;
 
     // Ctrl-C reaches the program as 0x03.
-    type_into_terminal(&browser, &format!("sleep 600{ENTER}")).await;
+    browser.type_in_terminal(&format!("sleep 600{ENTER}")).await;
     session_until(&server, "term", "sleep in the foreground", |s| {
         s["current_command"] == "sleep"
     })
     .await;
-    type_into_terminal(&browser, "\u{E009}c\u{E000}").await;
+    browser.type_in_terminal("\u{E009}c\u{E000}").await;
     session_until(&server, "term", "the shell back after Ctrl-C", |s| {
         s["current_command"] == "bash"
     })
@@ -465,10 +353,12 @@ async fn the_terminal_types_reads_resizes_and_reconnects() {
             vec![],
         )
         .await;
-    type_into_terminal(&browser, &format!("echo again-$((1+1)){ENTER}")).await;
-    wait_terminal_shows(&browser, "again-2").await;
+    browser
+        .type_in_terminal(&format!("echo again-$((1+1)){ENTER}"))
+        .await;
+    browser.wait_terminal_shows("again-2").await;
     assert!(
-        terminal_text(&browser).await.contains("again-2"),
+        browser.terminal_text().await.contains("again-2"),
         "the reconnected terminal is the same session"
     );
     browser.screenshot("desktop-terminal").await;
@@ -477,20 +367,8 @@ async fn the_terminal_types_reads_resizes_and_reconnects() {
     // On a phone the terminal takes the screen's width.
     let phone = Browser::start(PHONE).await;
     phone.goto(&server.url("/")).await;
-    phone
-        .wait_css("[data-session=\"web/term\"] .open-terminal")
-        .await
-        .click()
-        .await
-        .unwrap();
-    phone
-        .wait_js(
-            "the terminal to connect",
-            "const i = window.shedTerminalInfo(); return i && i.connected;",
-            vec![],
-        )
-        .await;
-    wait_terminal_shows(&phone, "again-2").await;
+    phone.open_terminal("web/term").await;
+    phone.wait_terminal_shows("again-2").await;
     let width = phone
         .js(
             "return document.getElementById('terminal').getBoundingClientRect().width;",
@@ -513,11 +391,30 @@ async fn the_terminal_types_reads_resizes_and_reconnects() {
 
 async fn log_in(browser: &Browser, token: &str) {
     browser
-        .wait_css("form#login input[name=token]")
+        .fill("form#login input[name=token]", &format!("{token}{ENTER}"))
+        .await;
+}
+
+/// The status the page's own `fetch` of the API gets: its cookie, or none.
+async fn api_status(browser: &Browser) -> Value {
+    browser
+        .js("return fetch('api/sheds').then(r => r.status);", vec![])
         .await
-        .send_keys(&format!("{token}{ENTER}"))
-        .await
-        .unwrap();
+}
+
+/// Asserts the page fills the phone's width and nothing overflows it.
+async fn assert_fits_the_phone(phone: &Browser) {
+    let fits = phone
+        .js(
+            "return [window.innerWidth, document.documentElement.scrollWidth];",
+            vec![],
+        )
+        .await;
+    assert_eq!(fits[0], json!(PHONE.width), "{fits}");
+    assert!(
+        fits[1].as_u64() <= fits[0].as_u64(),
+        "nothing overflows the phone's width: {fits}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,10 +447,7 @@ async fn without_the_cookie_the_page_asks_for_the_token() {
     let browser = Browser::start(DESKTOP).await;
     browser.goto(&server.url("/")).await;
     browser.wait_css("form#login input[name=token]").await;
-    let api = browser
-        .js("return fetch('api/sheds').then(r => r.status);", vec![])
-        .await;
-    assert_eq!(api, json!(401), "no cookie, no API");
+    assert_eq!(api_status(&browser).await, json!(401), "no cookie, no API");
 
     log_in(&browser, "wrong").await;
     browser.wait_css("#login-error").await;
@@ -570,23 +464,16 @@ async fn without_the_cookie_the_page_asks_for_the_token() {
     browser.wait_css("[data-session=\"web/watched\"]").await;
     let cookie_hidden = browser.js("return document.cookie;", vec![]).await;
     assert_eq!(cookie_hidden, json!(""), "the token cookie is HttpOnly");
-    let api = browser
-        .js("return fetch('api/sheds').then(r => r.status);", vec![])
-        .await;
-    assert_eq!(api, json!(200), "the cookie opens the API");
+    assert_eq!(
+        api_status(&browser).await,
+        json!(200),
+        "the cookie opens the API"
+    );
 
     // Log out: the login form again, and the API closed.
-    browser
-        .wait_css("#logout button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("#logout button").await;
     browser.wait_css("form#login input[name=token]").await;
-    let api = browser
-        .js("return fetch('api/sheds').then(r => r.status);", vec![])
-        .await;
-    assert_eq!(api, json!(401), "logged out");
+    assert_eq!(api_status(&browser).await, json!(401), "logged out");
 
     // The read-only token sees the sessions but no control that changes anything.
     log_in(&browser, viewer).await;
@@ -604,20 +491,10 @@ async fn without_the_cookie_the_page_asks_for_the_token() {
         json!(0),
         "a viewer gets no controls that change anything"
     );
+    browser.open_terminal("web/watched").await;
     browser
-        .wait_css("[data-session=\"web/watched\"] .open-terminal")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait_js(
-            "the terminal to connect",
-            "const i = window.shedTerminalInfo(); return i && i.connected;",
-            vec![],
-        )
+        .type_in_terminal(&format!("echo typed-by-viewer{ENTER}"))
         .await;
-    type_into_terminal(&browser, &format!("echo typed-by-viewer{ENTER}")).await;
     // Typed text would echo within this; the session's own output proves the
     // terminal is live.
     let r = send(
@@ -628,8 +505,8 @@ async fn without_the_cookie_the_page_asks_for_the_token() {
     )
     .await;
     assert_eq!(r.status, 204, "{}", r.json);
-    wait_terminal_shows(&browser, "from-42").await;
-    let text = terminal_text(&browser).await;
+    browser.wait_terminal_shows("from-42").await;
+    let text = browser.terminal_text().await;
     assert!(
         !text.contains("typed-by-viewer"),
         "a viewer typed into the session:\n{text}"
@@ -787,34 +664,11 @@ async fn on_a_phone_a_user_answers_a_waiting_agent_and_it_goes_on_working() {
         .await;
     let text = waiting.text().await.unwrap();
     assert!(text.contains("claude"), "the inbox names the agent: {text}");
-    let fits = phone
-        .js(
-            "return [window.innerWidth, document.documentElement.scrollWidth];",
-            vec![],
-        )
-        .await;
-    assert_eq!(fits[0], json!(PHONE.width), "{fits}");
-    assert!(
-        fits[1].as_u64() <= fits[0].as_u64(),
-        "overflows the phone: {fits}"
-    );
+    assert_fits_the_phone(&phone).await;
 
     // Its terminal, opened from the inbox entry, shows the question.
-    phone
-        .wait_css(&format!("{entry} .open-terminal"))
-        .await
-        .click()
-        .await
-        .unwrap();
-    phone
-        .wait_js(
-            "the agent's terminal to connect",
-            "const i = window.shedTerminalInfo(); return i && i.connected \
-             && document.getElementById('terminal').dataset.session === 'web/agent';",
-            vec![],
-        )
-        .await;
-    wait_terminal_shows(&phone, "Do you want to proceed?").await;
+    phone.open_terminal_from(entry, "web/agent").await;
+    phone.wait_terminal_shows("Do you want to proceed?").await;
     let (ok, last) = eventually(Duration::from_secs(20), || async {
         let r = api("GET", agent_path.clone(), None).await;
         (r.json["attached"] == 1, r.json)
@@ -823,25 +677,16 @@ async fn on_a_phone_a_user_answers_a_waiting_agent_and_it_goes_on_working() {
     assert!(ok, "the phone's terminal is not attached: {last:#}");
 
     // Enter picks "1. Yes"; the agent goes back to work.
-    type_into_terminal(&phone, ENTER).await;
-    wait_terminal_shows(&phone, "answered").await;
-    wait_terminal_shows(&phone, "Thinking…").await;
+    phone.type_in_terminal(ENTER).await;
+    phone.wait_terminal_shows("answered").await;
+    phone.wait_terminal_shows("Thinking…").await;
     phone
-        .wait_js(
-            "the answered agent to leave the inbox",
-            "return document.querySelector(arguments[0]) === null;",
-            vec![json!(entry)],
-        )
+        .wait_gone("the answered agent to leave the inbox", entry)
         .await;
     phone.screenshot("phone-answered").await;
 
     // Close the terminal, then the page.
-    phone
-        .wait_css("#terminal-close")
-        .await
-        .click()
-        .await
-        .unwrap();
+    phone.click("#terminal-close").await;
     phone
         .wait_js(
             "the terminal panel to close",

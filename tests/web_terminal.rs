@@ -73,6 +73,21 @@ fn tmux(server: &TestServer, shed: &str, args: &[&str]) -> String {
     docker(&all).trim().to_string()
 }
 
+/// The sizes of the tmux clients attached to `session`, `WxH` a line.
+fn client_sizes(server: &TestServer, shed: &str, session: &str) -> String {
+    tmux(
+        server,
+        shed,
+        &[
+            "list-clients",
+            "-t",
+            &format!("={session}"),
+            "-F",
+            "#{client_width}x#{client_height}",
+        ],
+    )
+}
+
 /// Waits until `probe` returns `want`; the last value otherwise.
 fn wait_for(what: &str, want: &str, probe: impl Fn() -> String) {
     let mut last = String::new();
@@ -92,19 +107,7 @@ async fn a_browser_terminal_types_resizes_interrupts_and_detaches() {
 
     let mut socket = open(&server, "web", "main", "cols=100&rows=30").await;
     // tmux itself sees a client of the asked size on this session.
-    let clients = || {
-        tmux(
-            &server,
-            "web",
-            &[
-                "list-clients",
-                "-t",
-                "=main",
-                "-F",
-                "#{client_width}x#{client_height}",
-            ],
-        )
-    };
+    let clients = || client_sizes(&server, "web", "main");
     wait_for("the client's size", "100x30", clients);
     let session = server.url("/api/sheds/web/sessions/main");
     let (attached, info) = eventually(DEADLINE, || async {
@@ -324,19 +327,7 @@ async fn the_terminal_runs_over_tls_with_the_login_cookie() {
     )
     .await
     .unwrap_or_else(|e| panic!("opening the terminal over wss failed: {e}"));
-    let clients = || {
-        tmux(
-            &server,
-            "web",
-            &[
-                "list-clients",
-                "-t",
-                "=main",
-                "-F",
-                "#{client_width}x#{client_height}",
-            ],
-        )
-    };
+    let clients = || client_sizes(&server, "web", "main");
     wait_for("the wss client's size", "90x20", clients);
     let mut seen = Vec::new();
     type_in(&mut socket, "echo wss-$((6*7))-ok\r").await;

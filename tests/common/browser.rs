@@ -25,6 +25,9 @@ pub struct Viewport {
     pub phone: bool,
 }
 
+/// The WebDriver key for Enter, for `send_keys`.
+pub const ENTER: &str = "\u{E007}";
+
 /// A laptop's window.
 pub const DESKTOP: Viewport = Viewport {
     width: 1280,
@@ -224,6 +227,81 @@ impl Browser {
         )
         .await;
         self.client.find(Locator::Css(css)).await.unwrap()
+    }
+
+    /// Waits for `css` and clicks it.
+    pub async fn click(&self, css: &str) {
+        self.wait_css(css).await.click().await.unwrap();
+    }
+
+    /// Waits for the field `css` and types `keys` into it.
+    pub async fn fill(&self, css: &str, keys: &str) {
+        self.wait_css(css).await.send_keys(keys).await.unwrap();
+    }
+
+    /// Clicks `css`, then accepts (or declines) the confirm it must ask;
+    /// panics with `what` when it asks none.
+    pub async fn click_and_confirm(&self, css: &str, accept: bool, what: &str) {
+        self.click(css).await;
+        let answered = if accept {
+            self.client.accept_alert().await
+        } else {
+            self.client.dismiss_alert().await
+        };
+        answered.unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+
+    /// Waits until nothing matches `css`; `what` names it on timeout.
+    pub async fn wait_gone(&self, what: &str, css: &str) {
+        self.wait_js(
+            what,
+            "return document.querySelector(arguments[0]) === null;",
+            vec![json!(css)],
+        )
+        .await;
+    }
+
+    /// Opens the terminal of `session` (`shed/session`) from its row.
+    pub async fn open_terminal(&self, session: &str) {
+        self.open_terminal_from(&format!("[data-session=\"{session}\"]"), session)
+            .await;
+    }
+
+    /// Clicks the `.open-terminal` button inside `row`, then waits until the
+    /// terminal panel shows `session` (`shed/session`) and is connected.
+    pub async fn open_terminal_from(&self, row: &str, session: &str) {
+        self.click(&format!("{row} .open-terminal")).await;
+        self.wait_js(
+            &format!("the terminal of {session} to connect"),
+            "const i = window.shedTerminalInfo(); return i && i.connected \
+             && document.getElementById('terminal').dataset.session === arguments[0];",
+            vec![json!(session)],
+        )
+        .await;
+    }
+
+    /// Types `keys` into the open terminal.
+    pub async fn type_in_terminal(&self, keys: &str) {
+        self.fill("#terminal .xterm-helper-textarea", keys).await;
+    }
+
+    /// Waits until the open terminal shows `want`.
+    pub async fn wait_terminal_shows(&self, want: &str) {
+        self.wait_js(
+            &format!("the terminal to show {want:?}"),
+            "return window.shedTerminalText().includes(arguments[0]);",
+            vec![json!(want)],
+        )
+        .await;
+    }
+
+    /// The open terminal's visible text, as the page reads it from xterm.js.
+    pub async fn terminal_text(&self) -> String {
+        self.js("return window.shedTerminalText();", vec![])
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Saves a screenshot as `target/web-screenshots/NAME.png` and prints its path.

@@ -217,29 +217,6 @@ mod tests {
         }
     }
 
-    fn session(name: &str, panes: Vec<Pane>) -> Session {
-        Session {
-            name: name.into(),
-            id: "$1".into(),
-            created: 1_000_000,
-            activity: 1_000_000,
-            window_activity: None,
-            attached: 0,
-            windows: 1,
-            current_command: "bash".into(),
-            cwd: "/".into(),
-            options: Default::default(),
-            panes,
-        }
-    }
-
-    fn model(sessions: Vec<Session>) -> Model {
-        Model {
-            sessions: sessions.into_iter().map(|s| (s.name.clone(), s)).collect(),
-            truncated: false,
-        }
-    }
-
     fn at(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_000_000 + s, 0).unwrap()
     }
@@ -247,7 +224,7 @@ mod tests {
     #[test]
     fn summaries_change_by_time_alone_and_trackers_follow_the_panes() {
         let mut engine = ShedAgents::new(Arc::new(Rules::builtin()));
-        let m = model(vec![session(
+        let m = Model::of(vec![Session::sample(
             "a",
             vec![
                 pane("%1", "bash", 1_000_000),
@@ -274,7 +251,10 @@ mod tests {
         let changed = engine.observe(&reported, &HashMap::new(), at(7));
         assert_eq!(changed["a"].state, AgentState::Waiting);
         // A pane goes away: its tracker with it.
-        let fewer = model(vec![session("a", vec![pane("%1", "bash", 1_000_000)])]);
+        let fewer = Model::of(vec![Session::sample(
+            "a",
+            vec![pane("%1", "bash", 1_000_000)],
+        )]);
         engine.observe(&fewer, &HashMap::new(), at(8));
         assert_eq!(engine.tracked(), 1);
         assert!(engine
@@ -282,7 +262,7 @@ mod tests {
             .is_empty());
         assert_eq!(engine.tracked(), 0);
         // A session it never saw is looked at once.
-        let unseen = session("b", vec![pane("%9", "codex", 1_000_000)]);
+        let unseen = Session::sample("b", vec![pane("%9", "codex", 1_000_000)]);
         assert_eq!(engine.agent_of(&unseen, at(100)).state, AgentState::Idle);
         assert_eq!(engine.agent_of(&unseen, at(100)).kind, AgentKind::Codex);
     }
@@ -294,7 +274,7 @@ mod tests {
             .map(|i| pane(&format!("%{i}"), "claude", 1_000_000))
             .chain([pane("%200", "bash", 1_000_000), pane("x;kill", "claude", 1)])
             .collect();
-        let m = model(vec![session("a", panes)]);
+        let m = Model::of(vec![Session::sample("a", panes)]);
         let wanted = engine.wanted_captures(&m);
         assert_eq!(wanted.len(), MAX_CAPTURES_PER_TICK);
         assert!(wanted.iter().all(|id| is_pane_id(id) && id != "%200"));

@@ -493,6 +493,38 @@ fn changed_fields(old: &Session, new: &Session) -> Vec<Field> {
     f
 }
 
+/// Test builders shared by the modules that read a model.
+#[cfg(test)]
+impl Session {
+    /// A session of one window with these panes, a bash in `/`, nobody attached.
+    pub(crate) fn sample(name: &str, panes: Vec<Pane>) -> Session {
+        Session {
+            name: name.into(),
+            id: "$1".into(),
+            created: 1_000_000,
+            activity: 1_000_000,
+            window_activity: None,
+            attached: 0,
+            windows: 1,
+            current_command: "bash".into(),
+            cwd: "/".into(),
+            options: Default::default(),
+            panes,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Model {
+    /// A whole model of these sessions.
+    pub(crate) fn of(sessions: Vec<Session>) -> Model {
+        Model {
+            sessions: sessions.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            truncated: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

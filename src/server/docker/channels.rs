@@ -582,24 +582,9 @@ mod tests {
 
     fn session(name: &str, attached: u32, cwd: &str) -> Session {
         Session {
-            name: name.into(),
-            id: "$1".into(),
-            created: 1_000_000,
-            activity: 1_000_000,
-            window_activity: None,
             attached,
-            windows: 1,
-            current_command: "bash".into(),
             cwd: cwd.into(),
-            options: Default::default(),
-            panes: Vec::new(),
-        }
-    }
-
-    fn model(sessions: Vec<Session>) -> Model {
-        Model {
-            sessions: sessions.into_iter().map(|s| (s.name.clone(), s)).collect(),
-            truncated: false,
+            ..Session::sample(name, Vec::new())
         }
     }
 
@@ -607,8 +592,8 @@ mod tests {
     fn model_changes_become_events_carrying_the_new_values() {
         let bus = EventBus::new(16);
         let (_, mut events) = bus.subscribe(None);
-        let old = model(vec![session("a", 0, "/w"), session("b", 0, "/w")]);
-        let new = model(vec![session("a", 1, "/tmp"), session("c", 0, "/w")]);
+        let old = Model::of(vec![session("a", 0, "/w"), session("b", 0, "/w")]);
+        let new = Model::of(vec![session("a", 1, "/tmp"), session("c", 0, "/w")]);
         let agents = agents();
         let none = BTreeMap::new();
         publish(&bus, "s", "srv", &old, &new, &agents, &none);
@@ -647,8 +632,8 @@ mod tests {
     fn agent_changes_ride_on_session_changed_or_make_their_own() {
         let bus = EventBus::new(16);
         let (_, mut events) = bus.subscribe(None);
-        let old = model(vec![session("a", 0, "/w"), session("b", 0, "/w")]);
-        let new = model(vec![session("a", 1, "/w"), session("b", 0, "/w")]);
+        let old = Model::of(vec![session("a", 0, "/w"), session("b", 0, "/w")]);
+        let new = Model::of(vec![session("a", 1, "/w"), session("b", 0, "/w")]);
         let waiting = AgentInfo {
             state: crate::api::agent::AgentState::Waiting,
             reason: "bell".into(),

@@ -507,36 +507,39 @@ mod tests {
     #[test]
     fn policies_decide_what_the_first_pane_runs() {
         let rules = Rules::builtin();
-        let s = session(RestorePolicy::Shell, Some("make"));
-        assert_eq!(
-            pane_run(&s, &s.windows[0].panes[0], true, &rules),
-            PaneRun::Shell
-        );
-        let s = session(RestorePolicy::Rerun, Some("make"));
-        assert_eq!(
-            pane_run(&s, &s.windows[0].panes[0], true, &rules),
-            PaneRun::Run("make".into())
-        );
-        assert_eq!(
-            pane_run(&s, &s.windows[0].panes[1], false, &rules),
-            PaneRun::Shell
-        );
-        let s = session(RestorePolicy::Ask, Some("make"));
-        assert_eq!(
-            pane_run(&s, &s.windows[0].panes[0], true, &rules),
-            PaneRun::Ask("make".into())
-        );
-        let s = session(RestorePolicy::Ask, None);
-        assert_eq!(
-            pane_run(&s, &s.windows[0].panes[0], true, &rules),
-            PaneRun::Shell
-        );
-        let s = session(RestorePolicy::Resume, Some("claude"));
-        let expected = match rules.resume_command(AgentKind::Claude, "c1") {
+        let resumed = match rules.resume_command(AgentKind::Claude, "c1") {
             Some(c) => PaneRun::Run(c),
             None => PaneRun::Ask("claude".into()),
         };
-        assert_eq!(pane_run(&s, &s.windows[0].panes[0], true, &rules), expected);
+        // (policy, command, pane, is the first pane, what it runs)
+        let cases = [
+            (RestorePolicy::Shell, Some("make"), 0, true, PaneRun::Shell),
+            (
+                RestorePolicy::Rerun,
+                Some("make"),
+                0,
+                true,
+                PaneRun::Run("make".into()),
+            ),
+            (RestorePolicy::Rerun, Some("make"), 1, false, PaneRun::Shell),
+            (
+                RestorePolicy::Ask,
+                Some("make"),
+                0,
+                true,
+                PaneRun::Ask("make".into()),
+            ),
+            (RestorePolicy::Ask, None, 0, true, PaneRun::Shell),
+            (RestorePolicy::Resume, Some("claude"), 0, true, resumed),
+        ];
+        for (policy, command, pane, first, want) in cases {
+            let s = session(policy, command);
+            assert_eq!(
+                pane_run(&s, &s.windows[0].panes[pane], first, &rules),
+                want,
+                "{policy:?} {command:?} pane {pane}"
+            );
+        }
     }
 
     #[test]
@@ -586,21 +589,13 @@ mod tests {
         let file = dir.path().join("h");
         std::fs::write(&file, "old line\n").unwrap();
         let run = |file: &str, mode: &str, cmd: &str, input: &str| {
-            use std::io::Write;
-            let mut child = std::process::Command::new("/bin/sh")
-                .args(["-c", PANE_SCRIPT, "shed-restore", file, mode, cmd])
-                .env("SHELL", "/bin/true")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+            let out = run_with_input(
+                std::process::Command::new("/bin/sh")
+                    .args(["-c", PANE_SCRIPT, "shed-restore", file, mode, cmd])
+                    .env("SHELL", "/bin/true"),
+                input,
+            );
+            String::from_utf8(out.stdout).unwrap()
         };
         let f = file.to_str().unwrap();
         assert_eq!(run(f, "run", "echo 'ran $1'", ""), "old line\nran $1\n");
@@ -627,12 +622,28 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "/opt/x:/bin\n");
     }
 
+    /// Runs `cmd` with `input` on its standard input; its output captured.
+    fn run_with_input(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Runs a restore script with a stand-in `tmux` that records each
     /// call's arguments (NUL after each, a newline after each call) and
     /// fails any call holding `fail-me`: the script's status, its output,
     /// and the recorded calls.
     fn run_script(script: &str, bin: &std::path::Path) -> (i32, String, Vec<Vec<String>>) {
-        use std::io::Write;
         let log = bin.join("calls");
         let tmux = bin.join("tmux");
         std::fs::write(
@@ -645,22 +656,14 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&tmux, std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-        let mut child = std::process::Command::new("/bin/sh")
-            .arg("-s")
-            .env("PATH", path)
-            .env("LOG", &log)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_with_input(
+            std::process::Command::new("/bin/sh")
+                .arg("-s")
+                .env("PATH", path)
+                .env("LOG", &log)
+                .stderr(std::process::Stdio::null()),
+            script,
+        );
         let calls = std::fs::read(&log).unwrap_or_default();
         let calls = String::from_utf8(calls).unwrap();
         let calls = calls
