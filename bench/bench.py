@@ -409,12 +409,16 @@ def sessions_sources(server, path):
 
 
 def wait_channels(server, count, timeout=180):
-    """Waits until /api/sessions answers every session of `count` sheds from channels."""
+    """Waits until `count` channels are attached (from /api/health, which
+    costs nothing: polling /api/sessions would run an exec per shed without
+    a channel and slow the very opens it waits for), then checks that
+    /api/sessions answers every session of them from channels."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        sources = sessions_sources(server, "/api/sessions")
-        if len(sources) >= count * 3 and all(src == "channel" for src in sources):
-            return True
+        if server.get("/api/health").get("control_channels", 0) >= count:
+            sources = sessions_sources(server, "/api/sessions")
+            if len(sources) >= count * 3 and all(src == "channel" for src in sources):
+                return True
         time.sleep(0.2)
     return False
 

@@ -118,10 +118,15 @@ async fn channels_come_up_for_running_sheds_after_start_and_after_a_restart() {
         (r.status, r.json["source"].as_str()),
         (200, Some("channel"))
     );
+    // Health counts it, for operators (and the benchmarks) to watch.
+    let health = get(&server.url("/api/health")).await;
+    assert_eq!(health.json["control_channels"], 1, "{}", health.json);
 
     // Stopped and started through the API: the channel comes back.
     let r = post(&server.url("/api/sheds/a/stop"), "").await;
     assert_eq!(r.status, 200, "{}", r.json);
+    let health = get(&server.url("/api/health")).await;
+    assert_eq!(health.json["control_channels"], 0, "{}", health.json);
     let r = post(&server.url("/api/sheds/a/start"), "").await;
     assert_eq!(r.status, 200, "{}", r.json);
     let container = server.container("a");

@@ -358,6 +358,10 @@ pub struct Health {
     /// The SSH gateway: `up`, or `down` while it waits to be restarted.
     #[serde(default)]
     pub gateway: String,
+    /// Sheds whose live tmux control channel is attached now; the others'
+    /// sessions are read by exec.
+    #[serde(default)]
+    pub control_channels: u64,
 }
 
 /// Machine-readable error codes; the string form is part of the API.

@@ -198,10 +198,19 @@ pub trait ShedBackend: Send + Sync + 'static {
     }
     /// Every tmux session in a running shed, sorted by name, in one exec.
     async fn list_sessions(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError>;
+    /// The same, for a shed the caller has just seen running in a
+    /// [`ShedBackend::list`] answer: a backend may skip checking that again.
+    async fn list_sessions_of_running(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
+        self.list_sessions(shed).await
+    }
     /// Whether the container engine is connected now; background tasks
     /// look only then, so they never start a connect of their own.
     fn engine_connected(&self) -> bool {
         true
+    }
+    /// How many sheds have an attached live control channel now.
+    fn control_channels(&self) -> usize {
+        0
     }
     /// The shed's sessions as its live control channel last saw them,
     /// without an exec or a Docker call; `None` when no channel serves it

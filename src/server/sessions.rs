@@ -115,6 +115,19 @@ impl Sessions {
             .await
     }
 
+    /// Every session of a shed just listed as running (see
+    /// [`ShedBackend::list_sessions_of_running`]). Its flights are apart
+    /// from [`Self::list`]'s, which must answer for a shed that stopped.
+    async fn list_of_running(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
+        let backend = self.backend.clone();
+        let owned = shed.to_string();
+        self.lists
+            .run(format!("{shed}/running"), move || {
+                async move { backend.list_sessions_of_running(&owned).await }.boxed()
+            })
+            .await
+    }
+
     /// One session by exact name.
     pub async fn get(&self, shed: &str, session: &str) -> Result<SessionInfo, BackendError> {
         find_session(self.list(shed).await?, shed, session)
@@ -241,7 +254,8 @@ impl Sessions {
                 let this = self.clone();
                 async move {
                     let answer =
-                        tokio::time::timeout(this.per_shed_timeout, this.list(&shed)).await;
+                        tokio::time::timeout(this.per_shed_timeout, this.list_of_running(&shed))
+                            .await;
                     (shed, answer)
                 }
             })

@@ -115,6 +115,12 @@ impl Channels {
         Self::attached(&slot)
     }
 
+    /// How many channels are attached now.
+    pub(super) fn attached_count(&self) -> usize {
+        let slots: Vec<Arc<Slot>> = self.slots().values().cloned().collect();
+        slots.iter().filter(|s| Self::attached(s).is_some()).count()
+    }
+
     /// The slot's client, while it is attached.
     fn attached(slot: &Slot) -> Option<Arc<ControlClient>> {
         let client = slot

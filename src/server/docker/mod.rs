@@ -524,8 +524,16 @@ impl ShedBackend for DockerBackend {
         self.tmux_sessions(shed).await
     }
 
+    async fn list_sessions_of_running(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
+        self.tmux_sessions_of_running(shed).await
+    }
+
     fn engine_connected(&self) -> bool {
         self.connected().is_some()
+    }
+
+    fn control_channels(&self) -> usize {
+        self.channels.attached_count()
     }
 
     fn rules_version(&self) -> String {

@@ -41,6 +41,20 @@ impl DockerBackend {
         self.list_sessions_unchecked(shed).await
     }
 
+    /// The same for a shed just listed as running. A channel's answer
+    /// needs no inspect, as its exec lives only while the container runs;
+    /// an inspect per shed was most of `/api/sessions`' cost at 100 sheds.
+    /// The exec path still checks, for its clear error.
+    pub(super) async fn tmux_sessions_of_running(
+        &self,
+        shed: &str,
+    ) -> Result<Vec<SessionInfo>, BackendError> {
+        if let Some(list) = self.channel_sessions(shed).await {
+            return Ok(list);
+        }
+        self.tmux_sessions(shed).await
+    }
+
     /// The shed's sessions from its channel, each with its agent: the
     /// model, or tmux itself right after a write; `None` when no channel
     /// answers.

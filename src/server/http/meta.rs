@@ -25,6 +25,7 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
             .metrics()
             .num_alive_tasks() as u64,
         gateway: if up { "up" } else { "down" }.into(),
+        control_channels: state.backend.control_channels() as u64,
     };
     let status = if up {
         StatusCode::OK
