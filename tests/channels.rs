@@ -322,7 +322,7 @@ async fn a_tmux_that_hangs_is_noticed_and_exec_serves() {
     };
     docker(&["exec", &container, "kill", "-STOP", &hung.pid]);
     let stopped = Instant::now();
-    // Quiet, probed (on a 1 s tick), unanswered; then closing the client
+    // Quiet, probed, unanswered; then closing the client
     // (up to 2 s) and killing its exec with a `docker exec`, which a busy
     // Docker engine can take seconds to run: hence the slack.
     let limit = PROBE_AFTER + PROBE_TIMEOUT + Duration::from_secs(15);

@@ -295,6 +295,13 @@ impl PaneTracker {
         self.captured_at
     }
 
+    /// Whether time alone can change what the tracker says: output it saw
+    /// has not yet been quiet for [`IDLE_AFTER`]. Everything else moves
+    /// only on news from tmux.
+    pub fn time_may_change(&self) -> bool {
+        self.last_change.is_some() && self.activity != Some(AgentState::Idle)
+    }
+
     /// Whether the engine should capture the pane's screen for the rules
     /// before the next observation: its kind has rules, no stronger source
     /// decides, and its window's output moved since the last capture, or

@@ -35,6 +35,8 @@ pub struct ShedAgents {
     rules: Arc<dyn ScreenRules>,
     panes: HashMap<String, PaneTracker>,
     sessions: BTreeMap<String, Summary>,
+    /// Whether the next tick may change something (see [`Self::wants_tick`]).
+    ticking: bool,
 }
 
 impl ShedAgents {
@@ -44,7 +46,18 @@ impl ShedAgents {
             rules,
             panes: HashMap::new(),
             sessions: BTreeMap::new(),
+            ticking: false,
         }
+    }
+
+    /// Whether a tick, with no news from tmux, could change what the last
+    /// [`Self::observe`] said: a pane still waiting to turn idle, or a
+    /// screen still to capture (more than [`MAX_CAPTURES_PER_TICK`] were
+    /// wanted, a capture failed, or its second of output has not ended).
+    /// A shed whose panes have all settled needs no tick: at 100 idle
+    /// sheds, ticking them anyway was most of the server's idle CPU.
+    pub fn wants_tick(&self) -> bool {
+        self.ticking
     }
 
     /// The panes (`%N` ids) whose screen the next [`Self::observe`] of
@@ -91,6 +104,7 @@ impl ShedAgents {
         self.panes.retain(|id, _| present.contains(id.as_str()));
         let mut changed = BTreeMap::new();
         let mut sessions = BTreeMap::new();
+        let mut ticking = false;
         for session in model.sessions.values() {
             for pane in &session.panes {
                 if self.panes.len() >= MAX_PANES && !self.panes.contains_key(&pane.id) {
@@ -101,12 +115,11 @@ impl ShedAgents {
                     .entry(pane.id.clone())
                     .or_insert_with(|| PaneTracker::new(&pane.id));
                 let screen = screens.get(&pane.id).map(String::as_str);
-                tracker.observe(
-                    &Observation::of(session, pane),
-                    screen,
-                    self.rules.as_ref(),
-                    now,
-                );
+                let obs = Observation::of(session, pane);
+                tracker.observe(&obs, screen, self.rules.as_ref(), now);
+                ticking = ticking
+                    || tracker.time_may_change()
+                    || (tracker.wants_capture(&obs, self.rules.as_ref()) && is_pane_id(&pane.id));
             }
             let summary = self.summary_of(session);
             if let Some(old) = self.sessions.get(&session.name) {
@@ -117,6 +130,7 @@ impl ShedAgents {
             sessions.insert(session.name.clone(), summary);
         }
         self.sessions = sessions;
+        self.ticking = ticking;
         changed
     }
 
@@ -265,6 +279,50 @@ mod tests {
         let unseen = Session::sample("b", vec![pane("%9", "codex", 1_000_000)]);
         assert_eq!(engine.agent_of(&unseen, at(100)).state, AgentState::Idle);
         assert_eq!(engine.agent_of(&unseen, at(100)).kind, AgentKind::Codex);
+    }
+
+    #[test]
+    fn ticks_are_wanted_only_while_time_or_a_capture_can_change_something() {
+        let mut engine = ShedAgents::new(Arc::new(Rules::builtin()));
+        assert!(!engine.wants_tick());
+        // Output a second ago: time alone will turn the shell idle.
+        let shell = Model::of(vec![Session::sample(
+            "a",
+            vec![pane("%1", "bash", 1_000_000)],
+        )]);
+        engine.observe(&shell, &HashMap::new(), at(1));
+        assert!(engine.wants_tick());
+        // Idle now: only news from tmux can change it.
+        engine.observe(&shell, &HashMap::new(), at(6));
+        assert!(!engine.wants_tick());
+        // An agent whose screen is still to capture wants the tick that does.
+        let agent = Model::of(vec![Session::sample(
+            "a",
+            vec![
+                pane("%1", "bash", 1_000_000),
+                pane("%2", "claude", 1_000_000),
+            ],
+        )]);
+        engine.observe(&agent, &HashMap::new(), at(7));
+        assert!(engine.wants_tick());
+        let screens = HashMap::from([("%2".to_string(), "screen".to_string())]);
+        engine.observe(&agent, &screens, at(8));
+        assert!(!engine.wants_tick());
+        // One line of output leaves an idle shell idle: only more news
+        // from tmux can make it working, so still no tick.
+        let moved = |activity| {
+            Model::of(vec![Session::sample(
+                "a",
+                vec![pane("%1", "bash", activity)],
+            )])
+        };
+        engine.observe(&moved(1_000_009), &HashMap::new(), at(9));
+        assert!(!engine.wants_tick());
+        // A burst makes it working, and then time alone turns it idle.
+        engine.observe(&moved(1_000_010), &HashMap::new(), at(10));
+        assert!(engine.wants_tick());
+        engine.observe(&moved(1_000_010), &HashMap::new(), at(16));
+        assert!(!engine.wants_tick());
     }
 
     #[test]

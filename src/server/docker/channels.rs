@@ -395,12 +395,13 @@ fn lock(agents: &Agents) -> std::sync::MutexGuard<'_, ShedAgents> {
     agents.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Feeds every model, and a tick of [`AGENT_TICK`] (time alone turns a
-/// quiet pane idle), to the shed's agent engine, and publishes the
-/// differences between successive models and agents until the client
-/// closes or the channel is stopped. A tmux quiet for [`PROBE_AFTER`] is
-/// probed, and the channel closes when it does not answer: a hung tmux
-/// sends nothing, like an idle one, and its model would be served stale.
+/// Feeds every model, and a tick of [`AGENT_TICK`] while the engine wants
+/// one (time alone turns a quiet pane idle), to the shed's agent engine,
+/// and publishes the differences between successive models and agents
+/// until the client closes or the channel is stopped. A tmux quiet for
+/// [`PROBE_AFTER`] is probed, and the channel closes when it does not
+/// answer: a hung tmux sends nothing, like an idle one, and its model
+/// would be served stale. An idle shed wakes only for its probe.
 async fn follow(
     client: &ControlClient,
     shed: &str,
@@ -411,23 +412,31 @@ async fn follow(
     stop: &mut watch::Receiver<bool>,
 ) {
     let mut models = client.model();
-    let mut tick = tokio::time::interval(AGENT_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut look = true;
     loop {
-        let current = models.borrow_and_update().clone();
-        if let Some(model) = current {
-            let screens = capture_screens(client, shed, agents, &model).await;
-            let now = chrono::Utc::now();
-            let changed = lock(agents).observe(&model, &screens, now);
-            if let Some(bus) = events {
-                let old = previous.as_deref().unwrap_or(&model);
-                publish(bus, shed, server, old, &model, agents, &changed);
+        if look {
+            let current = models.borrow_and_update().clone();
+            if let Some(model) = current {
+                let screens = capture_screens(client, shed, agents, &model).await;
+                let now = chrono::Utc::now();
+                let changed = lock(agents).observe(&model, &screens, now);
+                if let Some(bus) = events {
+                    let old = previous.as_deref().unwrap_or(&model);
+                    publish(bus, shed, server, old, &model, agents, &changed);
+                }
+                *previous = Some(model);
             }
-            *previous = Some(model);
         }
+        let ticking = lock(agents).wants_tick();
+        let probe_in = PROBE_AFTER
+            .saturating_sub(client.quiet_for())
+            .max(AGENT_TICK);
+        look = true;
         tokio::select! {
             changed = models.changed() => if changed.is_err() { return },
-            _ = tick.tick() => {
+            _ = tokio::time::sleep(AGENT_TICK), if ticking => {}
+            _ = tokio::time::sleep(probe_in) => {
+                look = false;
                 if client.quiet_for() >= PROBE_AFTER {
                     match client.probe(PROBE_TIMEOUT).await {
                         Err(e @ ControlError::Timeout(_)) => {
