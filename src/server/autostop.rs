@@ -3,9 +3,11 @@
 //! through the same path as `POST /api/sheds/{name}/stop`, logged, and
 //! announced as `shed.auto_stopped`.
 //!
-//! Every [`LOOK_EVERY`] the task lists the sheds (one Docker call) and reads
-//! each running one's sessions from its control channel's model, never by
-//! an exec. What counts as busy, and why, is [`activity`]:
+//! Every [`LOOK_EVERY`] the task reads each running shed's sessions from its
+//! control channel's model, never by an exec. Which sheds run, and their
+//! limits, come from a list of the sheds (one Docker call) made again only
+//! when a shed event says it changed, or every [`LIST_EVERY`] (see
+//! [`ShedList`]). What counts as busy, and why, is [`activity`]:
 //! - a session whose agent is `working`;
 //! - a session whose agent is `unknown`: the engine has not decided yet (a
 //!   fresh channel, a pane never looked at), and stopping on a guess could
@@ -24,14 +26,51 @@ use std::time::{Duration, Instant};
 
 use crate::api::agent::AgentState;
 use crate::api::events::EventKind;
-use crate::api::{SessionInfo, ShedStatus};
-use crate::server::backend::ShedBackend;
+use crate::api::{SessionInfo, Shed, ShedStatus};
+use crate::server::backend::{BackendError, ShedBackend};
 use crate::server::events::EventBus;
 use crate::server::ssh::presence::Presence;
 
 /// How often the task looks at the running sheds; a shed stops at most this
 /// long after its limit.
 pub const LOOK_EVERY: Duration = Duration::from_secs(2);
+
+/// Longest the task trusts its list of sheds when no shed event said it
+/// changed (a missed event, Docker's event stream reconnecting). Listing
+/// 100 sheds at every look cost dockerd about 1% of a core at idle.
+pub const LIST_EVERY: Duration = Duration::from_secs(30);
+
+/// The sheds as last listed, listed again when stale: after a shed event
+/// ([`ShedList::changed`]) or [`LIST_EVERY`].
+#[derive(Debug, Default)]
+pub struct ShedList {
+    sheds: Vec<Shed>,
+    listed_at: Option<Instant>,
+}
+
+impl ShedList {
+    /// Marks the list stale: a shed started, stopped, was made or removed.
+    pub fn changed(&mut self) {
+        self.listed_at = None;
+    }
+
+    /// The sheds, listed again from `backend` when stale.
+    pub async fn get(&mut self, backend: &dyn ShedBackend) -> Result<&[Shed], BackendError> {
+        if self.listed_at.is_none_or(|at| at.elapsed() >= LIST_EVERY) {
+            self.sheds = backend.list().await?;
+            self.listed_at = Some(Instant::now());
+        }
+        Ok(&self.sheds)
+    }
+}
+
+/// Whether `kind` may change which sheds run or their limits.
+fn changes_sheds(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::ShedStarted | EventKind::ShedStopped | EventKind::ShedAutoStopped
+    )
+}
 
 /// Whether a shed may count as idle at one look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,12 +173,23 @@ pub fn spawn(
     }
     tokio::spawn(async move {
         let mut clocks = IdleClocks::default();
+        let mut sheds = ShedList::default();
         let mut tick = tokio::time::interval(LOOK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut closed = events.closed();
+        let (_, mut bus) = events.subscribe(None);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                received = bus.recv() => {
+                    match received {
+                        Ok(event) if changes_sheds(event.kind) => sheds.changed(),
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => sheds.changed(),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                    continue;
+                }
                 _ = closed.changed() => return,
             }
             look_once(
@@ -148,6 +198,7 @@ pub fn spawn(
                 &presence,
                 server_limit,
                 &mut clocks,
+                &mut sheds,
             )
             .await;
         }
@@ -161,26 +212,29 @@ pub async fn look_once(
     presence: &Presence,
     server_limit: u64,
     clocks: &mut IdleClocks,
+    sheds: &mut ShedList,
 ) {
     // Docker away (or not yet connected): nobody can be seen, so nobody
     // counts as idle, and a look must not start a connect of its own.
     if !backend.engine_connected() {
         *clocks = IdleClocks::default();
+        sheds.changed();
         return;
     }
-    let sheds = match backend.list().await {
-        Ok(sheds) => sheds,
+    let running: Vec<Shed> = match sheds.get(backend).await {
+        Ok(sheds) => sheds
+            .iter()
+            .filter(|s| s.status == ShedStatus::Running)
+            .cloned()
+            .collect(),
         Err(e) => {
             // Docker away: nobody can be seen, so nobody counts as idle.
             tracing::debug!(error = %e, "auto-stop: listing sheds");
             *clocks = IdleClocks::default();
+            sheds.changed();
             return;
         }
     };
-    let running: Vec<_> = sheds
-        .into_iter()
-        .filter(|s| s.status == ShedStatus::Running)
-        .collect();
     clocks.retain(|name| running.iter().any(|s| s.name == name));
     for shed in running {
         let limit = limit_of(shed.idle_stop_after, server_limit);
@@ -194,6 +248,7 @@ pub async fn look_once(
             continue;
         };
         clocks.forget(&shed.name);
+        sheds.changed();
         match crate::server::stop::stop_shed(backend, &shed.name).await {
             Ok(_) => {
                 tracing::info!(
@@ -247,6 +302,34 @@ mod tests {
     }
 
     const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+    #[tokio::test]
+    async fn the_list_of_sheds_is_reused_until_a_shed_event_or_its_age() {
+        use crate::server::backend::NewShed;
+        use crate::server::fake::FakeBackend;
+        let backend = FakeBackend::default();
+        let make = |name: &str| NewShed {
+            name: name.into(),
+            image: "img".into(),
+            repo: None,
+            idle_stop_after: None,
+        };
+        backend.create(make("a")).await.unwrap();
+        let mut list = ShedList::default();
+        let names = |sheds: &[Shed]| sheds.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(list.get(&backend).await.unwrap()), ["a"]);
+        backend.create(make("b")).await.unwrap();
+        // No event: the last list still serves.
+        assert_eq!(names(list.get(&backend).await.unwrap()), ["a"]);
+        list.changed();
+        assert_eq!(names(list.get(&backend).await.unwrap()), ["a", "b"]);
+        backend.create(make("c")).await.unwrap();
+        // Too old: listed again.
+        list.listed_at = Some(Instant::now() - LIST_EVERY);
+        assert_eq!(names(list.get(&backend).await.unwrap()).len(), 3);
+        assert!(changes_sheds(EventKind::ShedStarted) && changes_sheds(EventKind::ShedStopped));
+        assert!(!changes_sheds(EventKind::SessionChanged));
+    }
 
     #[test]
     fn what_keeps_a_shed_up() {
