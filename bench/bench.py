@@ -155,6 +155,90 @@ def ssh_args(server, key, shed, tty=False):
     ]
 
 
+class RawTerminal:
+    """The browser terminal's WebSocket without a browser: a bare RFC 6455
+    client (stdlib only) that sends keys as binary frames and reads output
+    frames, so row 22 can tell the server's relay from the browser's share."""
+
+    def __init__(self, url):
+        import base64
+        import socket
+        import urllib.parse
+        u = urllib.parse.urlsplit(url)
+        self.sock = socket.create_connection((u.hostname, u.port), timeout=20)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = u.path + ("?" + u.query if u.query else "")
+        origin = f"http://{u.hostname}:{u.port}"
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise RuntimeError(f"terminal WebSocket refused: {head!r}")
+            head += chunk
+        head, self.pending = head.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n")[0]:
+            raise RuntimeError(f"terminal WebSocket refused: {head[:200]!r}")
+        self.buf = b""
+
+    def send(self, data):
+        """One masked binary frame (clients must mask) of under 126 bytes."""
+        mask = os.urandom(4)
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        self.sock.sendall(bytes([0x82, 0x80 | len(data)]) + mask + body)
+
+    def _frame(self, timeout):
+        """The next frame's (opcode, payload), or None at the deadline."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            data = self.pending
+            if len(data) >= 2:
+                n, at = data[1] & 0x7F, 2
+                if n == 126:
+                    n, at = struct.unpack(">H", data[2:4])[0] if len(data) >= 4 else None, 4
+                elif n == 127:
+                    n, at = struct.unpack(">Q", data[2:10])[0] if len(data) >= 10 else None, 10
+                if n is not None and len(data) >= at + n:
+                    self.pending = data[at + n:]
+                    return data[0] & 0x0F, data[at:at + n]
+            left = deadline - time.perf_counter()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return None
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("terminal WebSocket closed")
+            self.pending += chunk
+
+    def read_until(self, pattern, timeout=5):
+        """Reads output frames until `pattern` matches what came since `buf` was cleared."""
+        deadline = time.perf_counter() + timeout
+        regex = re.compile(pattern)
+        while not regex.search(self.buf):
+            frame = self._frame(deadline - time.perf_counter())
+            if frame is None:
+                return False
+            if frame[0] == 0x2:
+                self.buf += frame[1]
+            elif frame[0] == 0x9:
+                # Answer pings (masked, like every client frame).
+                mask = os.urandom(4)
+                body = bytes(b ^ mask[i % 4] for i, b in enumerate(frame[1]))
+                self.sock.sendall(bytes([0x8A, 0x80 | len(body)]) + mask + body)
+            elif frame[0] == 0x8:
+                raise RuntimeError(f"terminal WebSocket closed: {frame[1]!r}")
+        return True
+
+    def drain(self):
+        while self._frame(0) is not None:
+            pass
+
+    def close(self):
+        self.sock.close()
+
+
 class Pty:
     """A program on a pseudo-terminal, read and typed into like a person would."""
 
@@ -1284,8 +1368,13 @@ def bench_web_echo(rows, server, key, browser):
     if not ssh.read_until(rb"ready-for-keys", timeout=20):
         ssh.close()
         raise RuntimeError(f"no tmux screen over ssh: {ssh.buf[-200:]!r}")
+    raw = RawTerminal(f"ws://127.0.0.1:{server.http}/api/sheds/w0/sessions/echo/terminal?cols=100&rows=30")
+    if not raw.read_until(rb"ready-for-keys", timeout=20):
+        ssh.close()
+        raw.close()
+        raise RuntimeError(f"no tmux screen over the raw WebSocket: {raw.buf[-200:]!r}")
     typed = ""
-    ours, drawn, base = [], [], []
+    ours, drawn, base, relay = [], [], [], []
     per_round = 25
     rounds = 4 if QUICK else 12
     try:
@@ -1314,13 +1403,30 @@ def bench_web_echo(rows, server, key, browser):
                 base.append(time.perf_counter() - start)
             # The browser draws the ssh round's echoes before its next round.
             browser.wait_js(f"return window.shedTerminalText().replace(/\\s/g, '').includes({json.dumps(typed[-12:])});")
+            # The same WebSocket without a browser: the server's relay alone.
+            # Drop the other clients' echoes first, as for ssh above.
+            time.sleep(0.3)
+            raw.drain()
+            for _ in range(per_round):
+                ch = rng.choice("abcdefgijkopqrsvwxyz")
+                typed += ch
+                raw.buf = b""
+                start = time.perf_counter()
+                raw.send(ch.encode())
+                if not raw.read_until(rb"(?<![\x1b\[0-9;?])" + ch.encode(), timeout=5):
+                    raise RuntimeError("no echo over the raw WebSocket")
+                relay.append(time.perf_counter() - start)
+            browser.wait_js(f"return window.shedTerminalText().replace(/\\s/g, '').includes({json.dumps(typed[-12:])});")
     finally:
         ssh.close()
+        raw.close()
     o50, o99 = median_ms(ours), pct(ours, 99) * 1000
     b50, b99 = median_ms(base), pct(base, 99) * 1000
     d50, d99 = median_ms(drawn), pct(drawn, 99) * 1000
+    r50, r99 = median_ms(relay), pct(relay, 99) * 1000
     row(rows, "22. Keystroke echo in the browser terminal (key down to the echo's WebSocket message, vs ssh -tt through the gateway, same tmux session)",
-        f"p50 {o50:.1f} ms, p99 {o99:.1f} ms; drawn on screen p50 {d50:.1f} ms, p99 {d99:.1f} ms",
+        f"p50 {o50:.1f} ms, p99 {o99:.1f} ms; drawn on screen p50 {d50:.1f} ms, p99 {d99:.1f} ms; "
+        f"server relay alone (same WebSocket, no browser) p50 {r50:.1f} ms, p99 {r99:.1f} ms",
         f"p50 {b50:.1f} ms, p99 {b99:.1f} ms",
         f"p99 {o99 / b99:.2f}x", "p99 ≤ 2x the gateway's", o99 <= 2 * b99)
 
