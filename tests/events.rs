@@ -560,8 +560,13 @@ async fn watch_redraws_in_place_on_a_terminal_and_stops_on_ctrl_c() {
     wait_for_channel(&server, "wt").await;
     let host = HostTmux::new();
     let shed = env!("CARGO_BIN_EXE_shed");
-    // `exec`, so the pane's status is the watch's own.
-    let watch = format!("exec {shed} sessions --watch");
+    // The shell prints the watch's exit status: tmux 3.3a sometimes marks a
+    // pane dead without learning its status (see tests/session_exit.rs).
+    // Its INT trap is a command, so the watch starts with SIGINT at its
+    // default, and the shell waits for the watch before running it.
+    let watch = format!(
+        "trap true INT; {shed} sessions --watch; echo \"watch exited with $?\"; exec sleep 600"
+    );
     host.start("watch", 200, 40, &cli.env(), &watch);
     let is_row = |line: &str, name: &str| line.split_whitespace().take(3).eq(["w1", "wt", name]);
     let header = |screen: &str| {
@@ -604,22 +609,12 @@ async fn watch_redraws_in_place_on_a_terminal_and_stops_on_ctrl_c() {
     assert!(frame.lines().any(|l| is_row(l, "two")), "{frame}");
 
     host.keys("watch", &["C-c"]);
-    assert!(
-        wait_until(Duration::from_secs(20), || host.pane_dead("watch")),
-        "Ctrl-C did not end the watch; screen:\n{}",
-        host.screen("watch")
-    );
-    let status = host.run(&[
-        "display-message",
-        "-p",
-        "-t",
+    let ended = host.wait_for_up_to(
+        Duration::from_secs(20),
         "watch",
-        "#{pane_dead_status}",
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&status.stdout).trim(),
-        "0",
-        "the watch's exit status; screen:\n{}",
-        host.screen("watch")
+        "the watch to end on Ctrl-C",
+        |s| s.contains("watch exited with "),
     );
+    // 0: a clean end, not death by the signal (130).
+    assert!(ended.contains("watch exited with 0"), "{ended}");
 }
