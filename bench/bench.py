@@ -184,7 +184,7 @@ class RawTerminal:
             raise RuntimeError(f"terminal WebSocket refused: {head[:200]!r}")
         self.buf = b""
 
-    def send(self, data):
+    def write(self, data):
         """One masked binary frame (clients must mask) of under 126 bytes."""
         mask = os.urandom(4)
         body = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
@@ -268,6 +268,10 @@ class Pty:
 
     def write(self, data):
         os.write(self.fd, data)
+
+    def drain(self):
+        while select.select([self.fd], [], [], 0)[0]:
+            os.read(self.fd, 65536)
 
     def close(self):
         try:
@@ -1381,6 +1385,26 @@ def browser_echo_keys(browser, area, rng, typed, count, ours, drawn):
     return typed
 
 
+def client_echo_keys(client, rng, typed, count, out):
+    """Types `count` random letters through `client` (a Pty or a RawTerminal),
+    one at a time, appending each one's echo time in seconds; returns
+    everything typed so far."""
+    # The other clients' echoes reached this one too: drop them.
+    time.sleep(0.3)
+    client.drain()
+    for _ in range(count):
+        ch = rng.choice("abcdefgijkopqrsvwxyz")
+        typed += ch
+        client.buf = b""
+        start = time.perf_counter()
+        client.write(ch.encode())
+        # The typed letter itself, not a letter ending an escape sequence.
+        if not client.read_until(rb"(?<![\x1b\[0-9;?])" + ch.encode(), timeout=5):
+            raise RuntimeError(f"no echo through {type(client).__name__}")
+        out.append(time.perf_counter() - start)
+    return typed
+
+
 # Chromium defers a page's other tasks, a WebSocket message among them,
 # after a key event until it has rendered the next frame (to answer input
 # sooner). Row 22 also runs with that turned off, to show how much of the
@@ -1409,36 +1433,12 @@ def bench_web_echo(rows, server, key, browser):
     try:
         for _ in range(rounds):
             typed = browser_echo_keys(browser, area, rng, typed, per_round, ours, drawn)
-            # The browser's echoes reached the ssh client too: drop them.
-            time.sleep(0.3)
-            while select.select([ssh.fd], [], [], 0)[0]:
-                os.read(ssh.fd, 65536)
-            for _ in range(per_round):
-                ch = rng.choice("abcdefgijkopqrsvwxyz")
-                typed += ch
-                ssh.buf = b""
-                start = time.perf_counter()
-                ssh.write(ch.encode())
-                # The typed letter itself, not a letter ending an escape sequence.
-                if not ssh.read_until(rb"(?<![\x1b\[0-9;?])" + ch.encode(), timeout=5):
-                    raise RuntimeError("no echo over ssh")
-                base.append(time.perf_counter() - start)
-            # The browser draws the ssh round's echoes before its next round.
-            browser.wait_js(f"return window.shedTerminalText().replace(/\\s/g, '').includes({json.dumps(typed[-12:])});")
-            # The same WebSocket without a browser: the server's relay alone.
-            # Drop the other clients' echoes first, as for ssh above.
-            time.sleep(0.3)
-            raw.drain()
-            for _ in range(per_round):
-                ch = rng.choice("abcdefgijkopqrsvwxyz")
-                typed += ch
-                raw.buf = b""
-                start = time.perf_counter()
-                raw.send(ch.encode())
-                if not raw.read_until(rb"(?<![\x1b\[0-9;?])" + ch.encode(), timeout=5):
-                    raise RuntimeError("no echo over the raw WebSocket")
-                relay.append(time.perf_counter() - start)
-            browser.wait_js(f"return window.shedTerminalText().replace(/\\s/g, '').includes({json.dumps(typed[-12:])});")
+            # Then ssh, then the same WebSocket without a browser (the
+            # server's relay alone); the browser draws each round's echoes
+            # before the next round.
+            for client, out in ((ssh, base), (raw, relay)):
+                typed = client_echo_keys(client, rng, typed, per_round, out)
+                browser.wait_js(f"return window.shedTerminalText().replace(/\\s/g, '').includes({json.dumps(typed[-12:])});")
     finally:
         ssh.close()
         raw.close()
