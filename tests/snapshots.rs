@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::http::{delete, get, post};
+use common::http::{delete, get, post, send};
 use common::*;
 use serde_json::{json, Value};
 use shed::api::agent::AgentKind;
@@ -533,4 +533,52 @@ async fn docker_restarting_a_shed_behind_shed_brings_its_sessions_back() {
     // As Docker's restart policy does after a reboot: no stop through shed.
     docker(&["restart", "-t", "1", &server.container("rs")]);
     wait_sessions(&server, "rs", &["back"]).await;
+}
+
+#[tokio::test]
+async fn a_read_only_token_sees_which_variables_a_session_has_but_not_their_values() {
+    const SECRET: &str = "sk-test-0123456789";
+    let (token, viewer) = ("snap-token-0123456789", "snap-viewer-9876543210");
+    let server = start_server_with(&format!(
+        "api_token = {token:?}\napi_token_read_only = {viewer:?}\n"
+    ));
+    let full = format!("Bearer {token}");
+    let read_only = format!("Bearer {viewer}");
+    let as_user = |auth: &str, method: &'static str, path: &str, body: Option<String>| {
+        let (url, auth) = (server.url(path), auth.to_string());
+        async move { send(method, &url, body.as_deref(), &[("authorization", &auth)]).await }
+    };
+    let r = as_user(
+        &full,
+        "POST",
+        "/api/sheds",
+        Some(r#"{"name":"env"}"#.into()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let body = json!({"name": "agent", "env": {"ANTHROPIC_API_KEY": SECRET}}).to_string();
+    let r = as_user(&full, "POST", "/api/sheds/env/sessions", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+
+    // The full token reads the value back once the session is saved.
+    let (ok, last) = eventually(DEADLINE, || async {
+        let r = as_user(&full, "GET", "/api/sheds/env/snapshot", None).await;
+        let env = session(&r.json, "agent").map(|s| s["env"].clone());
+        (env == Some(json!({"ANTHROPIC_API_KEY": SECRET})), r.json)
+    })
+    .await;
+    assert!(ok, "never saved with its env: {last:#}");
+    assert!(last.get("env_hidden").is_none(), "{last:#}");
+
+    // The viewer gets the same snapshot without the value, and is told so.
+    let r = as_user(&read_only, "GET", "/api/sheds/env/snapshot", None).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["env_hidden"], true, "{:#}", r.json);
+    assert_eq!(
+        session(&r.json, "agent").map(|s| s["env"].clone()),
+        Some(json!({"ANTHROPIC_API_KEY": ""})),
+        "{:#}",
+        r.json
+    );
+    assert!(!r.json.to_string().contains(SECRET), "{:#}", r.json);
 }

@@ -146,6 +146,21 @@ pub struct SnapshotView {
     /// Files that could not be read, and why.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The sessions' environment values are withheld (empty): a read-only
+    /// token sees which variables a session has, never their values.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub env_hidden: bool,
+}
+
+impl SnapshotView {
+    /// Empties every saved session's environment values: they are often
+    /// secrets (API keys for an agent), which a viewer must not read.
+    pub fn hide_env_values(&mut self) {
+        for session in self.snapshot.iter_mut().flat_map(|s| &mut s.sessions) {
+            session.env.values_mut().for_each(String::clear);
+        }
+        self.env_hidden = true;
+    }
 }
 
 /// What a restore did, or would do, with one saved session.
@@ -182,4 +197,36 @@ pub struct RestoreReport {
     /// What went wrong on the way (unreadable files, failed commands).
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hiding_env_values_keeps_the_names_and_says_so() {
+        let mut view: SnapshotView = serde_json::from_value(serde_json::json!({
+            "shed": "s",
+            "snapshot": {
+                "version": SNAPSHOT_VERSION,
+                "saved_at": "2026-12-07T00:00:00Z",
+                "run": "r",
+                "sessions": [{
+                    "name": "agent",
+                    "env": {"ANTHROPIC_API_KEY": "sk-secret", "MODE": "x"},
+                    "restore": "ask",
+                    "windows": []
+                }]
+            }
+        }))
+        .unwrap();
+        assert!(!serde_json::to_string(&view).unwrap().contains("env_hidden"));
+        view.hide_env_values();
+        let shown = serde_json::to_value(&view).unwrap();
+        assert_eq!(
+            shown["snapshot"]["sessions"][0]["env"],
+            serde_json::json!({"ANTHROPIC_API_KEY": "", "MODE": ""})
+        );
+        assert_eq!(shown["env_hidden"], true);
+    }
 }

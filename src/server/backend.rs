@@ -281,6 +281,7 @@ pub trait ShedBackend: Send + Sync + 'static {
             file: None,
             snapshot: None,
             warnings: Vec::new(),
+            env_hidden: false,
         })
     }
     /// Recreates the saved sessions the shed runs without (or says what it

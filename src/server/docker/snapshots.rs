@@ -406,6 +406,7 @@ impl DockerBackend {
             file: best.map(|(f, _)| f.to_string()),
             snapshot: best.map(|(_, s)| s.clone()),
             warnings,
+            env_hidden: false,
         })
     }
 

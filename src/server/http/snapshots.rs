@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 
+use super::auth::Access;
 use super::extract::{ApiQuery, ShedName};
 use super::openapi::{CommonErrors, InShedErrors, ShedErrors};
 use super::AppState;
@@ -26,7 +27,7 @@ pub struct RestoreParams {
     path = "/api/sheds/{name}/snapshot",
     params(ShedName),
     responses(
-        (status = 200, description = "The saved sessions, with a warning per unusable file", body = SnapshotView),
+        (status = 200, description = "The saved sessions, with a warning per unusable file; to a read-only token, without the sessions' environment values (`env_hidden`)", body = SnapshotView),
         ShedErrors,
         InShedErrors,
         CommonErrors
@@ -35,9 +36,14 @@ pub struct RestoreParams {
 )]
 pub(super) async fn get_snapshot(
     State(state): State<AppState>,
+    access: Access,
     ShedName(name): ShedName,
 ) -> Result<Json<SnapshotView>, ApiError> {
-    Ok(Json(state.backend.snapshot(&name).await?))
+    let mut view = state.backend.snapshot(&name).await?;
+    if access == Access::ReadOnly {
+        view.hide_env_values();
+    }
+    Ok(Json(view))
 }
 
 #[utoipa::path(
