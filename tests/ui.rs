@@ -78,7 +78,7 @@ async fn shed_ui_relays_each_servers_api_events_and_nothing_secret() {
         json!({"servers": [
             {"name": "one", "base": "/s/one"},
             {"name": "two", "base": "/s/two"},
-        ], "read_only": false})
+        ], "read_only": false, "events": "ui/events"})
     );
 
     // Each base reaches its own server, with the CLI's token (the browser
@@ -124,6 +124,15 @@ async fn shed_ui_relays_each_servers_api_events_and_nothing_secret() {
     // The events stream flows through as it happens, over TLS behind.
     make_shed_via(&s, "two", "live").await;
     let mut events = Events::open(&s.ui.url("/s/two/api/events"), &[]).await;
+    // And merged with server one's in the page's single stream.
+    let mut merged = Merged::open(&s.ui.url("/ui/events")).await;
+    for server in ["one", "two"] {
+        merged
+            .until(&format!("{server}'s stream open"), |m| {
+                m.event == "server.open" && m.json["server"] == server
+            })
+            .await;
+    }
     let r = s
         .call(
             "POST",
@@ -135,6 +144,14 @@ async fn shed_ui_relays_each_servers_api_events_and_nothing_secret() {
     events
         .until("session.created fresh through shed ui", |g| {
             g.kind == "session.created" && g.json["session"] == "fresh"
+        })
+        .await;
+    merged
+        .until("session.created fresh in the merged stream", |m| {
+            m.event == "session.created"
+                && m.json["server"] == "two"
+                && m.json["shed"] == "live"
+                && m.json["session"] == "fresh"
         })
         .await;
 
@@ -207,6 +224,54 @@ async fn read_until(ws: &mut Socket, want: &str) -> String {
         }
     }
     String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// `shed ui`'s merged `/ui/events` stream, read raw: its `server.open`
+/// and `server.down` events carry no id, unlike a server's own.
+struct Merged {
+    response: reqwest::Response,
+    parser: shed::client::sse::SseParser,
+    ready: std::collections::VecDeque<shed::client::sse::SseMessage>,
+}
+
+/// One event of the merged stream.
+struct MergedEvent {
+    event: String,
+    json: serde_json::Value,
+}
+
+impl Merged {
+    async fn open(url: &str) -> Merged {
+        let response = reqwest::get(url).await.expect("merged events request");
+        assert_eq!(response.status(), 200, "{url}");
+        Merged {
+            response,
+            parser: Default::default(),
+            ready: Default::default(),
+        }
+    }
+
+    /// Reads until an event passes `want`, for [`EVENT_WAIT`] at most.
+    async fn until(&mut self, what: &str, want: impl Fn(&MergedEvent) -> bool) {
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        loop {
+            while let Some(m) = self.ready.pop_front() {
+                let json = serde_json::from_str(&m.data).expect("event JSON");
+                if want(&MergedEvent {
+                    event: m.event,
+                    json,
+                }) {
+                    return;
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("no {what} within {EVENT_WAIT:?}"))
+                .expect("merged stream")
+                .expect("merged stream ended");
+            self.ready.extend(self.parser.push(&chunk).unwrap());
+        }
+    }
 }
 
 /// Creates shed `name` on `server` through `shed ui`.
@@ -348,5 +413,59 @@ async fn two_servers_appear_on_one_page() {
         .type_in_terminal(&format!("answer-via-ui{ENTER}"))
         .await;
     browser.wait_terminal_shows("answer-via-ui").await;
+    browser.close().await;
+}
+
+/// A browser opens at most six HTTP/1.1 connections to one host: with one
+/// event stream per server, a `shed ui` page of seven servers stalled. The
+/// page now follows them all through one merged stream, so every server is
+/// live and a session made on the last one shows up as it happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seven_servers_stay_live_on_one_page() {
+    use common::browser::{Browser, DESKTOP};
+    const SERVERS: usize = 7;
+    let servers: Vec<TestServer> = (0..SERVERS).map(|_| TestServer::start()).collect();
+    let cli = Cli::new();
+    let names: Vec<String> = (1..=SERVERS).map(|i| format!("s{i}")).collect();
+    for (server, name) in servers.iter().zip(&names) {
+        cli.add_server(server, name);
+    }
+    let ui = UiProcess::start(&cli, &[]);
+    let last = names.last().unwrap();
+
+    let browser = Browser::start(DESKTOP).await;
+    browser.goto(&ui.url("/")).await;
+    let live = browser
+        .wait_js(
+            "every server live",
+            "const l = Array.from(document.querySelectorAll('.server .live')).map(e => e.textContent);\
+             return l.length === arguments[0] && l.every(t => t === 'live') && l;",
+            vec![json!(SERVERS)],
+        )
+        .await;
+    assert_eq!(live.as_array().map(Vec::len), Some(SERVERS), "{live}");
+
+    // Made behind the page's back, on the last server: the page hears of it.
+    let r = send(
+        "POST",
+        &ui.url(&format!("/s/{last}/api/sheds")),
+        Some(r#"{"name":"far"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let r = send(
+        "POST",
+        &ui.url(&format!("/s/{last}/api/sheds/far/sessions")),
+        Some(r#"{"name":"seen"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    browser
+        .wait_css(&format!(
+            ".server[data-server=\"{last}\"] li.session[data-session=\"far/seen\"]"
+        ))
+        .await;
     browser.close().await;
 }

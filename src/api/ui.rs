@@ -21,4 +21,9 @@ pub struct UiServers {
     /// Whether the request came with the read-only token: the page then
     /// offers no action and its terminals take no input.
     pub read_only: bool,
+    /// One event stream for every server, relative to the page (`shed ui`'s
+    /// `ui/events`); without it the page follows each server's
+    /// `api/events`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<String>,
 }

@@ -10,3 +10,4 @@ pub mod sse;
 pub mod ssh;
 pub mod tls;
 pub mod ui;
+pub mod ui_events;

@@ -8,7 +8,8 @@
 //! The port is on loopback, where any web page the user visits can reach it,
 //! so the server's own Host/Origin guard stands in front of every route
 //! (against DNS rebinding and cross-site requests), and only `/api/` paths
-//! are relayed.
+//! are relayed. The page follows every server through one merged event
+//! stream, `/ui/events` (`ui_events`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,6 +86,7 @@ pub fn router(servers: Vec<ApiClient>) -> Router {
         .route("/", get(index))
         .route("/assets/{*path}", get(asset))
         .route("/ui/servers", get(list_servers))
+        .route("/ui/events", get(merged_events))
         .route("/s/{*rest}", axum::routing::any(relay))
         .fallback(|| async { ApiError::NotFound })
         .with_state(state);
@@ -115,6 +117,12 @@ async fn asset(
     }
 }
 
+/// `GET /ui/events`: every server's events in one stream (see
+/// [`crate::client::ui_events`]).
+async fn merged_events(State(state): State<Arc<UiState>>) -> Response {
+    crate::client::ui_events::merged(state.servers.values().cloned().collect()).into_response()
+}
+
 async fn list_servers(State(state): State<Arc<UiState>>) -> Json<UiServers> {
     Json(UiServers {
         servers: state
@@ -126,6 +134,7 @@ async fn list_servers(State(state): State<Arc<UiState>>) -> Json<UiServers> {
             })
             .collect(),
         read_only: false,
+        events: Some("ui/events".into()),
     })
 }
 

@@ -210,5 +210,6 @@ pub(super) async fn ui_servers(State(state): State<AppState>, access: Access) ->
             base: String::new(),
         }],
         read_only: access == Access::ReadOnly,
+        events: None,
     })
 }

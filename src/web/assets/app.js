@@ -137,22 +137,50 @@
     server.node = renderServerShell(server);
     $('servers').append(server.node);
     reload(server);
-    const events = new EventSource(apiUrl(server, 'events'));
-    const onEvent = (ev) => {
-      let data = null;
-      try { data = JSON.parse(ev.data); } catch (e) { data = null; }
-      if (data && data.kind === 'session.changed' && patchSession(server, data)) return;
-      scheduleReload(server);
-    };
-    for (const kind of EVENT_KINDS) events.addEventListener(kind, onEvent);
-    events.addEventListener('open', () => {
-      setText(server.node.querySelector('.live'), 'live');
-      scheduleReload(server);
-    });
-    events.addEventListener('error', () => {
-      setText(server.node.querySelector('.live'), 'reconnecting…');
-    });
     return server;
+  }
+
+  function parseEvent(ev) {
+    try { return JSON.parse(ev.data); } catch (e) { return null; }
+  }
+
+  function serverEvent(server, data) {
+    if (data && data.kind === 'session.changed' && patchSession(server, data)) return;
+    scheduleReload(server);
+  }
+
+  function serverLive(server, live) {
+    setText(server.node.querySelector('.live'), live ? 'live' : 'reconnecting…');
+    if (live) scheduleReload(server);
+  }
+
+  // One EventSource per server, beside its API (shed-server's own page).
+  function followServer(server) {
+    const events = new EventSource(apiUrl(server, 'events'));
+    for (const kind of EVENT_KINDS) {
+      events.addEventListener(kind, (ev) => serverEvent(server, parseEvent(ev)));
+    }
+    events.addEventListener('open', () => serverLive(server, true));
+    events.addEventListener('error', () => serverLive(server, false));
+  }
+
+  // shed ui merges every server's events into one stream: a browser opens
+  // at most six connections to one host, so one stream per server would
+  // stall the page past five servers. Each event names its server.
+  function followMerged(url, servers) {
+    const byName = new Map(servers.map((s) => [s.name, s]));
+    const events = new EventSource(url);
+    const on = (kind, handle) => events.addEventListener(kind, (ev) => {
+      const data = parseEvent(ev);
+      const server = data && byName.get(data.server);
+      if (server) handle(server, data);
+    });
+    for (const kind of EVENT_KINDS) on(kind, serverEvent);
+    on('server.open', (server) => serverLive(server, true));
+    on('server.down', (server) => serverLive(server, false));
+    // shed ui itself is away: every server with it. Once back, each
+    // server's `server.open` re-reads it.
+    events.addEventListener('error', () => servers.forEach((s) => serverLive(s, false)));
   }
 
   function scheduleReload(server) {
@@ -645,6 +673,11 @@
     $('logout').hidden = !(servers.length > 0 && servers.every((s) => !s.base));
     setText($('conn'), page.readOnly ? 'read-only' : '');
     page.servers = servers.map(startServer);
+    if (typeof info.events === 'string') {
+      followMerged(info.events, page.servers);
+    } else {
+      page.servers.forEach(followServer);
+    }
     renderInbox();
   }
 
