@@ -564,9 +564,7 @@ async fn watch_redraws_in_place_on_a_terminal_and_stops_on_ctrl_c() {
     // pane dead without learning its status (see tests/session_exit.rs).
     // Its INT trap is a command, so the watch starts with SIGINT at its
     // default, and the shell waits for the watch before running it.
-    let watch = format!(
-        "trap true INT; {shed} sessions --watch; echo \"watch exited with $?\"; exec sleep 600"
-    );
+    let watch = format!("trap true INT; {shed} sessions --watch; echo \"watch exited with $?\"");
     host.start("watch", 200, 40, &cli.env(), &watch);
     let is_row = |line: &str, name: &str| line.split_whitespace().take(3).eq(["w1", "wt", name]);
     let header = |screen: &str| {

@@ -177,6 +177,41 @@ pub async fn presented_certificate(name: &str, base_url: &str) -> Result<String,
     })
 }
 
+/// An event stream silent for this long (servers send a keep-alive comment
+/// every 15 s) is taken for dead and reopened.
+pub const EVENTS_IDLE_LIMIT: Duration = Duration::from_secs(45);
+
+/// The pause before reopening a dropped event stream: doubling from its
+/// first value up to its longest, and back to the first once a stream opens.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    longest: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Pauses from `first` doubling up to `longest`.
+    pub fn new(first: Duration, longest: Duration) -> Backoff {
+        Backoff {
+            first,
+            longest,
+            next: first,
+        }
+    }
+
+    /// A stream opened: the next pause is the first again.
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+
+    /// Pauses, and doubles the next pause.
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.longest);
+    }
+}
+
 /// An open `GET /api/events` stream of one server.
 pub struct EventStream {
     response: reqwest::Response,

@@ -23,15 +23,12 @@ use tokio::task::JoinSet;
 
 use crate::api::events::{Event, EventKind};
 use crate::api::validate_shed_name;
-use crate::client::api_client::{ApiClient, ClientError};
+use crate::client::api_client::{ApiClient, Backoff, ClientError, EVENTS_IDLE_LIMIT};
 use crate::client::sse::SseMessage;
 
 /// Events queued for the page, across all servers; past it, the servers'
 /// streams wait for the page (and a server lets a slow reader resync).
 pub const MERGED_QUEUE: usize = 256;
-/// A server that sends nothing, not even a keep-alive, for this long is
-/// taken for gone and reconnected.
-pub const IDLE_LIMIT: Duration = Duration::from_secs(45);
 /// First wait before reconnecting to a server; doubled up to [`RETRY_MAX`].
 pub const RETRY_MIN: Duration = Duration::from_secs(1);
 /// Longest wait between reconnects.
@@ -57,9 +54,9 @@ pub fn merged(servers: Vec<ApiClient>) -> Sse<impl Stream<Item = Result<SseEvent
 
 /// Follows one server until the page is gone, reconnecting with backoff.
 async fn follow(client: ApiClient, tx: mpsc::Sender<SseEvent>) {
-    let mut delay = RETRY_MIN;
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
-        let detail = match relay(&client, &tx, &mut delay).await {
+        let detail = match relay(&client, &tx, &mut backoff).await {
             Ok(Relayed::PageGone) => return,
             Ok(Relayed::Ended) => "the server ended the stream".to_string(),
             Err(e) => e.to_string(),
@@ -71,8 +68,7 @@ async fn follow(client: ApiClient, tx: mpsc::Sender<SseEvent>) {
         {
             return;
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY_MAX);
+        backoff.wait().await;
     }
 }
 
@@ -88,10 +84,10 @@ enum Relayed {
 async fn relay(
     client: &ApiClient,
     tx: &mpsc::Sender<SseEvent>,
-    delay: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Result<Relayed, ClientError> {
     let mut events = client.events(None).await?;
-    *delay = RETRY_MIN;
+    backoff.reset();
     if tx
         .send(status("server.open", client.server(), None))
         .await
@@ -99,7 +95,7 @@ async fn relay(
     {
         return Ok(Relayed::PageGone);
     }
-    while let Some(message) = events.next(IDLE_LIMIT).await? {
+    while let Some(message) = events.next(EVENTS_IDLE_LIMIT).await? {
         let Some(event) = tagged(client.server(), &message) else {
             continue;
         };

@@ -106,24 +106,40 @@ impl Sessions {
 
     /// Every session of one shed.
     pub async fn list(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
-        let backend = self.backend.clone();
-        let owned = shed.to_string();
-        self.lists
-            .run(shed.to_string(), move || {
-                async move { backend.list_sessions(&owned).await }.boxed()
-            })
-            .await
+        self.list_flight(shed, false).await
     }
 
     /// Every session of a shed just listed as running (see
-    /// [`ShedBackend::list_sessions_of_running`]). Its flights are apart
-    /// from [`Self::list`]'s, which must answer for a shed that stopped.
+    /// [`ShedBackend::list_sessions_of_running`]).
     async fn list_of_running(&self, shed: &str) -> Result<Vec<SessionInfo>, BackendError> {
+        self.list_flight(shed, true).await
+    }
+
+    /// One list in flight per shed and kind: a list of a shed known to run
+    /// flies apart from [`Self::list`]'s, which must answer for a shed that
+    /// stopped.
+    async fn list_flight(
+        &self,
+        shed: &str,
+        known_running: bool,
+    ) -> Result<Vec<SessionInfo>, BackendError> {
         let backend = self.backend.clone();
         let owned = shed.to_string();
+        let key = if known_running {
+            format!("{shed}/running")
+        } else {
+            shed.to_string()
+        };
         self.lists
-            .run(format!("{shed}/running"), move || {
-                async move { backend.list_sessions_of_running(&owned).await }.boxed()
+            .run(key, move || {
+                async move {
+                    if known_running {
+                        backend.list_sessions_of_running(&owned).await
+                    } else {
+                        backend.list_sessions(&owned).await
+                    }
+                }
+                .boxed()
             })
             .await
     }

@@ -15,13 +15,10 @@ use super::{check_session_name, check_shed_name, Ctx, Outcome};
 use crate::api::agent::{AgentInfo, AgentState};
 use crate::api::events::{Event, EventKind};
 use crate::api::ErrorCode;
-use crate::client::api_client::{ApiClient, ClientError};
+use crate::client::api_client::{ApiClient, Backoff, ClientError, EVENTS_IDLE_LIMIT};
 use crate::client::cli::WaitFor;
 use crate::client::output::{clean, warn};
 
-/// A stream silent for this long (the server sends a comment every 15 s) is
-/// taken for dead and reopened.
-const IDLE_LIMIT: Duration = Duration::from_secs(45);
 /// First and longest pause between reconnects.
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -116,12 +113,12 @@ impl Waiter<'_> {
             return Ok(Ended::Reached(initial));
         }
         let mut last_id: Option<u64> = None;
-        let mut delay = RETRY_MIN;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         let mut reread = true;
         loop {
             match self.client.events(last_id).await {
                 Ok(mut events) => {
-                    delay = RETRY_MIN;
+                    backoff.reset();
                     if reread {
                         // Anything between the last read and the stream's
                         // start is only in the session itself.
@@ -135,7 +132,7 @@ impl Waiter<'_> {
                         reread = false;
                     }
                     loop {
-                        let message = match events.next(IDLE_LIMIT).await {
+                        let message = match events.next(EVENTS_IDLE_LIMIT).await {
                             Ok(Some(message)) => message,
                             Ok(None) => {
                                 warn("the server ended the event stream; reconnecting");
@@ -172,8 +169,7 @@ impl Waiter<'_> {
                 Err(e) if last_id.is_none() && reread => return Err(e.into()),
                 Err(e) => warn(&format!("{e}; reconnecting")),
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(RETRY_MAX);
+            backoff.wait().await;
         }
     }
 

@@ -20,15 +20,12 @@ use super::{Ctx, Outcome};
 use crate::api::agent::AgentState;
 use crate::api::events::{Event, EventKind};
 use crate::api::{validate_shed_name, SessionInfo};
-use crate::client::api_client::ApiClient;
+use crate::client::api_client::{ApiClient, Backoff, EVENTS_IDLE_LIMIT};
 use crate::client::notify::{self, Notification};
 use crate::client::output::clean;
 
 /// Updates queued between the server tasks and the printer.
 const WATCH_QUEUE: usize = 64;
-/// A stream silent for this long (the server sends a comment every 15 s) is
-/// taken for dead and reconnected.
-const IDLE_LIMIT: Duration = Duration::from_secs(45);
 /// How long one session-list read may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(15);
 /// First and longest wait between reconnects.
@@ -119,9 +116,9 @@ impl Ctx {
 /// One server's event stream, for as long as the watch runs.
 async fn follow(client: ApiClient, tx: mpsc::Sender<Update>) {
     let mut last_id = None;
-    let mut delay = RETRY_MIN;
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
-        let detail = match stream(&client, &tx, &mut last_id, &mut delay).await {
+        let detail = match stream(&client, &tx, &mut last_id, &mut backoff).await {
             Ok(()) => "the server ended the stream".to_string(),
             Err(e) => e.to_string(),
         };
@@ -132,8 +129,7 @@ async fn follow(client: ApiClient, tx: mpsc::Sender<Update>) {
         if tx.send(update).await.is_err() {
             return;
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY_MAX);
+        backoff.wait().await;
     }
 }
 
@@ -155,12 +151,12 @@ async fn stream(
     client: &ApiClient,
     tx: &mpsc::Sender<Update>,
     last_id: &mut Option<u64>,
-    delay: &mut Duration,
+    backoff: &mut Backoff,
 ) -> anyhow::Result<()> {
     let server = client.server().to_string();
     let mut events = client.events(*last_id).await?;
     let sessions = sessions_of(client).await?;
-    *delay = RETRY_MIN;
+    backoff.reset();
     let connected = Update::Connected {
         server: server.clone(),
         sessions,
@@ -168,7 +164,7 @@ async fn stream(
     if tx.send(connected).await.is_err() {
         return Ok(());
     }
-    while let Some(message) = events.next(IDLE_LIMIT).await? {
+    while let Some(message) = events.next(EVENTS_IDLE_LIMIT).await? {
         let Ok(event) = serde_json::from_str::<Event>(&message.data) else {
             continue;
         };

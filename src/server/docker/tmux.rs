@@ -52,7 +52,8 @@ impl DockerBackend {
         if let Some(list) = self.channel_sessions(shed).await {
             return Ok(list);
         }
-        self.tmux_sessions(shed).await
+        self.require_running(shed).await?;
+        self.list_sessions_unchecked(shed).await
     }
 
     /// The shed's sessions from its channel, each with its agent: the
