@@ -294,6 +294,18 @@ async fn the_terminal_types_reads_resizes_and_reconnects() {
         .await;
     browser.wait_terminal_shows("42-typed").await;
 
+    // Nothing on the page animates while the terminal is open, the cursor
+    // included: a frame pending when a key comes makes Chromium hold the
+    // echo's WebSocket message until that frame is drawn (app.js,
+    // `cursorBlink`; BENCHMARKS.md row 22).
+    let animations = browser
+        .js(
+            "return document.getAnimations().map((a) => a.animationName || String(a));",
+            vec![],
+        )
+        .await;
+    assert_eq!(animations, json!([]), "animations run beside the terminal");
+
     // UTF-8, typed and echoed back through the decoder.
     browser
         .type_in_terminal(&format!("echo 'héllo ✓ 日本'{ENTER}"))

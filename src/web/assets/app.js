@@ -535,7 +535,12 @@
       // The DOM renderer keeps the screen as text in the page: tests (and
       // screen readers) can read it.
       rendererType: 'dom',
-      cursorBlink: true,
+      // A steady cursor. xterm.js blinks its DOM cursor with a CSS animation
+      // that keeps a frame pending, and after a key Chromium holds back the
+      // page's other tasks, the echo's WebSocket message among them, until
+      // that frame is drawn: a blinking cursor drew every echo a frame late
+      // (BENCHMARKS.md row 22).
+      cursorBlink: false,
       fontSize: 14,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, monospace',
       scrollback: 5000,
