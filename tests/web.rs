@@ -191,6 +191,36 @@ async fn the_page_shows_sheds_sessions_and_waiting_agents_live() {
     browser.js("window.scrollTo(0, 0);", vec![]).await;
     browser.screenshot("desktop").await;
 
+    // Away and back, again and again. A page in the browser's back/forward
+    // cache must not keep its event stream's connection: the browser opens
+    // at most six to one host, and with them all held the seventh load
+    // waited about a minute (longer than the page load timeout).
+    for _ in 0..8 {
+        browser.goto("about:blank").await;
+        browser.goto(&server.url("/")).await;
+        browser.wait_css("[data-session=\"web/plain\"]").await;
+    }
+    // Back to a page restored from that cache (the marker proves it was not
+    // loaded again): its stream opens again and brings what changed while
+    // it was away.
+    browser.js("window.__shedMarker = 1;", vec![]).await;
+    browser.goto("about:blank").await;
+    create_session(&server, "meanwhile", None).await;
+    browser.back().await;
+    browser.wait_css("[data-session=\"web/meanwhile\"]").await;
+    assert_eq!(
+        browser.js("return window.__shedMarker;", vec![]).await,
+        json!(1),
+        "the page came back from the back/forward cache"
+    );
+    browser
+        .wait_js(
+            "the restored page to be live",
+            "return [...document.querySelectorAll('.server .live')].every((e) => e.textContent === 'live');",
+            vec![],
+        )
+        .await;
+
     // A phone: one column, nothing wider than the screen, the inbox on top.
     let phone = Browser::start(PHONE).await;
     phone.goto(&server.url("/")).await;

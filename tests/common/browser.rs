@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -157,6 +158,13 @@ impl Browser {
             _driver: guard,
             _profile: profile,
         };
+        // A load that waits on the browser (a connection it cannot get, say)
+        // fails the test instead of WebDriver's default five minutes.
+        browser
+            .client
+            .update_timeouts(TimeoutConfiguration::new(None, Some(PAGE_WAIT), None))
+            .await
+            .expect("page load timeout");
         if !view.phone {
             browser.resize(view.width, view.height).await;
         }
@@ -183,7 +191,15 @@ impl Browser {
 
     /// Opens `url`.
     pub async fn goto(&self, url: &str) {
-        self.client.goto(url).await.unwrap();
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("loading {url}: {e}"));
+    }
+
+    /// Goes back one page in the history, as the browser's Back button does.
+    pub async fn back(&self) {
+        self.client.back().await.expect("back");
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.

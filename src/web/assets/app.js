@@ -17,7 +17,7 @@
     'session.created', 'session.closed', 'session.changed', 'resync'];
 
   const $ = (id) => document.getElementById(id);
-  const page = { servers: [], readOnly: false };
+  const page = { servers: [], readOnly: false, streams: [] };
 
   // --- small DOM helpers ---------------------------------------------------
 
@@ -162,6 +162,7 @@
     }
     events.addEventListener('open', () => serverLive(server, true));
     events.addEventListener('error', () => serverLive(server, false));
+    return events;
   }
 
   // shed ui merges every server's events into one stream: a browser opens
@@ -181,6 +182,24 @@
     // shed ui itself is away: every server with it. Once back, each
     // server's `server.open` re-reads it.
     events.addEventListener('error', () => servers.forEach((s) => serverLive(s, false)));
+    return events;
+  }
+
+  // The event streams are closed while the page is away and opened again
+  // when it comes back. A page the browser keeps in its back/forward cache
+  // would otherwise hold its stream's connection, and a browser opens at
+  // most six to one host: a few visits later, loading this page again
+  // waited about a minute for the cache to let one go.
+  function follow(info) {
+    page.streams = typeof info.events === 'string'
+      ? [followMerged(info.events, page.servers)]
+      : page.servers.map(followServer);
+  }
+
+  function unfollow() {
+    page.streams.forEach((events) => events.close());
+    page.streams = [];
+    page.servers.forEach((s) => serverLive(s, false));
   }
 
   function scheduleReload(server) {
@@ -678,11 +697,10 @@
     $('logout').hidden = !(servers.length > 0 && servers.every((s) => !s.base));
     setText($('conn'), page.readOnly ? 'read-only' : '');
     page.servers = servers.map(startServer);
-    if (typeof info.events === 'string') {
-      followMerged(info.events, page.servers);
-    } else {
-      page.servers.forEach(followServer);
-    }
+    follow(info);
+    window.addEventListener('pagehide', unfollow);
+    // Back from the cache: the streams' `open` re-reads every server.
+    window.addEventListener('pageshow', (ev) => { if (ev.persisted) follow(info); });
     renderInbox();
   }
 
