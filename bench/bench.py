@@ -549,7 +549,8 @@ def bench_channel_all(rows, server, count):
     row(rows, f"11. Every session, {count} sheds x 3, from the live models (GET /api/sessions vs docker exec of every shed, 64 at a time)",
         f"{o:.1f} ms, {cpu / runs * 1000:.1f} ms CPU/request", f"parallel floor {p:.0f} ms",
         f"{p / o:.0f}x faster", "< 50 ms and ≥ 20x faster" if count == 100 else "(growth)",
-        o < 50 and p / o >= 20)
+        # Only the 100-shed line has a target; the others show the growth.
+        (o < 50 and p / o >= 20) if count == 100 else True)
 
 
 def bench_channel_io(rows, server):
@@ -1581,6 +1582,11 @@ def main():
                 fn()
             except Exception as e:  # a broken row is reported, not hidden
                 row(rows, f"row {name}", "error", "-", "-", "-", False, note=str(e)[:200])
+        # The rows from here on run on servers of their own; the main
+        # server's sheds (200 after row 11) would keep both cores busy under
+        # them, so it goes first.
+        main_server.close()
+        servers.remove(main_server)
         # Rows 19-20, each on a server of its own so no other shed's saves mix in.
         for name, extra, fn in [
             ("19", "snapshot_history_lines = 10000\nsnapshot_interval_secs = 10\n", bench_restore),
