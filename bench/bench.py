@@ -130,6 +130,12 @@ class Server:
             for j in range(sessions):
                 self.post(f"/api/sheds/{name}/sessions", {"name": f"t{j}"})
 
+    def log_tail(self, lines=40):
+        try:
+            return "\n".join(open(os.path.join(self.dir, "log"), errors="replace").read().splitlines()[-lines:])
+        except OSError as e:
+            return f"(no log: {e})"
+
     def close(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
@@ -1594,6 +1600,7 @@ def main():
         ]:
             if ONLY is not None and name not in ONLY:
                 continue
+            snap_server = None
             try:
                 snap_server = Server(f"snap{name}", key_pub, extra_config=extra,
                                      log="warn,shed::server::docker::snapshots=debug")
@@ -1601,6 +1608,9 @@ def main():
                 fn(rows, snap_server, 2 if QUICK else 5)
             except Exception as e:
                 row(rows, f"row {name}", "error", "-", "-", "-", False, note=str(e)[:200])
+                # What the server said about it goes away with the server.
+                if snap_server is not None:
+                    print(f"row {name}'s server log, last lines:\n" + snap_server.log_tail())
         # Rows 21-23, on a server of their own with exactly 10 sheds x 10 sessions.
         web_rows = [("21", bench_web_first_paint), ("22", bench_web_echo), ("23", bench_web_memory)]
         if any(ONLY is None or n in ONLY for n, _ in web_rows):

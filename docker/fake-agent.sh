@@ -36,7 +36,14 @@ busy() {
         busy_line $((SECONDS - start)) "${frames[i % 6]}"
         i=$((i + 1))
         if [[ $secs == until-input ]]; then
-            if read -r -t 0.2 line; then break; fi
+            # Not `read -t 0.2`: a line that arrives as its timer runs out
+            # is consumed and reported as a timeout, so the agent would
+            # miss its input. `-t 0` only looks.
+            if read -r -t 0; then
+                read -r line
+                break
+            fi
+            sleep 0.2
         else
             ((SECONDS - start >= secs)) && break
             read -r -t 0.2 line
