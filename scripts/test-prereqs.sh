@@ -27,6 +27,9 @@ python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 # tests/web.rs drives the web page in a real headless Chromium over WebDriver.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium chromium-driver)
+# A font with CJK glyphs, so the screenshots show the terminal test's 日本
+# instead of empty boxes (Debian's chromium brings none).
+[ -e /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || missing+=(fonts-droid-fallback)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "prereqs: installing ${missing[*]} for the tests"
     apt_install $(printf '%s\n' "${missing[@]}" | sort -u)
