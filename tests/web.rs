@@ -342,6 +342,19 @@ async fn the_terminal_types_reads_resizes_and_reconnects() {
         .await;
     browser.wait_terminal_shows("héllo ✓ 日本").await;
 
+    // Paste, as a user does it: text copied with Ctrl+C, pasted with
+    // Ctrl+Shift+V. xterm.js sends it as a bracketed paste, which bash takes
+    // as typed text, line break and all, until Enter runs both lines. The
+    // second line's text is what tmux's parser would change (`#{}`, a
+    // trailing `;`) and UTF-8.
+    browser
+        .copy_text("echo pasted-$((2+3))\nprintf '%s-out\\n' 'two ✓ #{x} ;'")
+        .await;
+    browser.paste_in_terminal().await;
+    browser.type_in_terminal(ENTER).await;
+    browser.wait_terminal_shows("pasted-5").await;
+    browser.wait_terminal_shows("two ✓ #{x} ;-out").await;
+
     // Ctrl-C reaches the program as 0x03.
     browser.type_in_terminal(&format!("sleep 600{ENTER}")).await;
     session_until(&server, "term", "sleep in the foreground", |s| {

@@ -28,6 +28,12 @@ pub struct Viewport {
 
 /// The WebDriver key for Enter, for `send_keys`.
 pub const ENTER: &str = "\u{E007}";
+/// WebDriver's Control key: held until [`RELEASE`].
+pub const CTRL: &str = "\u{E009}";
+/// WebDriver's Shift key: held until [`RELEASE`].
+pub const SHIFT: &str = "\u{E008}";
+/// WebDriver's Null key: lets go of the modifier keys held.
+pub const RELEASE: &str = "\u{E000}";
 
 /// A laptop's window.
 pub const DESKTOP: Viewport = Viewport {
@@ -299,6 +305,36 @@ impl Browser {
     /// Types `keys` into the open terminal.
     pub async fn type_in_terminal(&self, keys: &str) {
         self.fill("#terminal .xterm-helper-textarea", keys).await;
+    }
+
+    /// Puts `text` on the clipboard as a user does: typed into a text area
+    /// added to the page for it (a line break typed as Enter), then
+    /// selected with Ctrl+A and copied with Ctrl+C.
+    pub async fn copy_text(&self, text: &str) {
+        self.js(
+            "const t = document.createElement('textarea'); t.id = 'test-clipboard'; document.body.append(t);",
+            vec![],
+        )
+        .await;
+        self.fill("#test-clipboard", &text.replace('\n', ENTER))
+            .await;
+        self.fill(
+            "#test-clipboard",
+            &format!("{CTRL}a{RELEASE}{CTRL}c{RELEASE}"),
+        )
+        .await;
+        self.js(
+            "document.getElementById('test-clipboard').remove();",
+            vec![],
+        )
+        .await;
+    }
+
+    /// Pastes the clipboard into the open terminal with Ctrl+Shift+V, the
+    /// paste key of terminals (Ctrl+V alone is a key for the program).
+    pub async fn paste_in_terminal(&self) {
+        self.type_in_terminal(&format!("{CTRL}{SHIFT}v{RELEASE}"))
+            .await;
     }
 
     /// Waits until the open terminal shows `want`.
