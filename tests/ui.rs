@@ -435,33 +435,22 @@ async fn seven_servers_stay_live_on_one_page() {
 
     let browser = Browser::start(DESKTOP).await;
     browser.goto(&ui.url("/")).await;
-    let live = browser
-        .wait_js(
-            "every server live",
-            "const l = Array.from(document.querySelectorAll('.server .live')).map(e => e.textContent);\
-             return l.length === arguments[0] && l.every(t => t === 'live') && l;",
-            vec![json!(SERVERS)],
-        )
-        .await;
-    assert_eq!(live.as_array().map(Vec::len), Some(SERVERS), "{live}");
+    browser.wait_servers_live(SERVERS).await;
 
     // Made behind the page's back, on the last server: the page hears of it.
-    let r = send(
-        "POST",
-        &ui.url(&format!("/s/{last}/api/sheds")),
-        Some(r#"{"name":"far"}"#),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.json);
-    let r = send(
-        "POST",
-        &ui.url(&format!("/s/{last}/api/sheds/far/sessions")),
-        Some(r#"{"name":"seen"}"#),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.json);
+    for (path, body) in [
+        ("api/sheds", r#"{"name":"far"}"#),
+        ("api/sheds/far/sessions", r#"{"name":"seen"}"#),
+    ] {
+        let r = send(
+            "POST",
+            &ui.url(&format!("/s/{last}/{path}")),
+            Some(body),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 201, "{path}: {}", r.json);
+    }
     browser
         .wait_css(&format!(
             ".server[data-server=\"{last}\"] li.session[data-session=\"far/seen\"]"

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::browser::{Browser, DESKTOP, ENTER, PHONE};
+use common::browser::{Browser, CTRL, DESKTOP, ENTER, PHONE, RELEASE};
 use common::http::*;
 use common::*;
 use serde_json::{json, Value};
@@ -213,13 +213,7 @@ async fn the_page_shows_sheds_sessions_and_waiting_agents_live() {
         json!(1),
         "the page came back from the back/forward cache"
     );
-    browser
-        .wait_js(
-            "the restored page to be live",
-            "return [...document.querySelectorAll('.server .live')].every((e) => e.textContent === 'live');",
-            vec![],
-        )
-        .await;
+    browser.wait_servers_live(1).await;
 
     // A phone: one column, nothing wider than the screen, the inbox on top.
     let phone = Browser::start(PHONE).await;
@@ -361,7 +355,7 @@ async fn the_terminal_types_reads_resizes_and_reconnects() {
         s["current_command"] == "sleep"
     })
     .await;
-    browser.type_in_terminal("\u{E009}c\u{E000}").await;
+    browser.type_in_terminal(&format!("{CTRL}c{RELEASE}")).await;
     session_until(&server, "term", "the shell back after Ctrl-C", |s| {
         s["current_command"] == "bash"
     })

@@ -337,6 +337,18 @@ impl Browser {
             .await;
     }
 
+    /// Waits until the page shows `count` servers, every one live (its
+    /// event stream open).
+    pub async fn wait_servers_live(&self, count: usize) {
+        self.wait_js(
+            &format!("{count} servers, every one live"),
+            "const l = [...document.querySelectorAll('.server .live')].map((e) => e.textContent);\
+             return l.length === arguments[0] && l.every((t) => t === 'live');",
+            vec![json!(count)],
+        )
+        .await;
+    }
+
     /// Waits until the open terminal shows `want`.
     pub async fn wait_terminal_shows(&self, want: &str) {
         self.wait_js(
